@@ -1,0 +1,87 @@
+"""POST /v1/plan: decisions and rendered previews, no side effects."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.api.app_context import services
+from service.api.errors import ApiError
+from service.api.jsonio import json_response
+from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
+from service.bootstrap import Services
+from service.domain.dates import today_in
+from service.planning import PlannedRow, plan
+from service.results import overdue_totals, planned_row_dict, summarize
+
+blp = Blueprint("plan", __name__, url_prefix="/v1", description="Plan reminders")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """The resolved date, timezone and scope of a plan or drafts request."""
+
+    today: dt.date
+    timezone: str
+    scope: str
+
+
+def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
+    """Fill in today/timezone/scope from the request or the configuration, and cap the rows."""
+    rows = args["invoices"]
+    limit = svc.settings.max_rows_per_request
+    if len(rows) > limit:
+        raise ApiError(
+            413,
+            f"{len(rows)} rows in one request; the limit is {limit}. Send them in chunks.",
+            details={"rows": len(rows), "limit": limit},
+        )
+    timezone = args.get("timezone") or svc.settings.timezone
+    today = args.get("today") or today_in(timezone, svc.clock())
+    scope = args.get("scope") or "default"
+    return RequestContext(today=today, timezone=timezone, scope=scope)
+
+
+def plan_request(args: Mapping[str, Any], svc: Services) -> tuple[RequestContext, list[PlannedRow]]:
+    """Run plan() for a validated request body."""
+    ctx = resolve(args, svc)
+    planned = plan(
+        args["invoices"], today=ctx.today, settings=svc.plan_settings, templates=svc.templates
+    )
+    return ctx, planned
+
+
+def envelope(
+    ctx: RequestContext, planned: list[PlannedRow], rows: list[dict[str, Any]], locale: str
+) -> dict[str, Any]:
+    """The response body shared by /v1/plan and /v1/drafts."""
+    return {
+        "today": ctx.today.isoformat(),
+        "timezone": ctx.timezone,
+        "scope": ctx.scope,
+        "summary": summarize(rows),
+        "totals": overdue_totals(planned, locale),
+        "rows": rows,
+    }
+
+
+@blp.route("/plan")
+class Plan(MethodView):
+    @blp.arguments(PlanRequestSchema)
+    @blp.response(200, PlanResponseSchema)
+    @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(413, schema=ErrorResponseSchema)
+    @blp.alt_response(422, schema=ErrorResponseSchema)
+    def post(self, args: dict[str, Any]) -> Response:
+        """Decide each invoice's stage and render its reminder; creates nothing."""
+        svc = services(current_app)
+        locale = svc.settings.locale
+        ctx, planned = plan_request(args, svc)
+        rows = [planned_row_dict(p, locale=locale) for p in planned]
+        return json_response(envelope(ctx, planned, rows, locale))

@@ -1,0 +1,46 @@
+"""The stage templates and their load errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.api.app_context import services
+from service.api.schemas import ErrorResponseSchema, TemplatesResponseSchema
+from service.rendering import MERGE_FIELDS
+
+blp = Blueprint("templates", __name__, url_prefix="/v1", description="Stage templates")
+
+
+@blp.route("/templates")
+class Templates(MethodView):
+    @blp.response(200, TemplatesResponseSchema)
+    @blp.alt_response(401, schema=ErrorResponseSchema)
+    def get(self) -> dict[str, Any]:
+        """Every stage, its template and any load error."""
+        templates = services(current_app).templates
+        items = []
+        for stage, t in sorted(templates.templates.items()):
+            first = t.source.partition("\n")[0]
+            items.append(
+                {
+                    "stage": stage,
+                    "file": t.path.name,
+                    "ok": t.error is None,
+                    "error": t.error,
+                    "fields_used": sorted(t.fields),
+                    "subject": first[len("Subject:") :].strip()
+                    if first.startswith("Subject:")
+                    else None,
+                    "source": t.source,
+                }
+            )
+        return {
+            "stages": sorted(templates.templates),
+            "merge_fields": sorted(MERGE_FIELDS),
+            "templates": items,
+            "errors": {str(k): v for k, v in templates.errors.items()},
+        }

@@ -1,0 +1,147 @@
+"""The single description of every payload: validates requests, documents responses.
+
+Response rows are built as plain dicts by service/results.py for speed; tests check them
+against these schemas, and the OpenAPI document is generated from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"example": "invalid_request"})
+    message = fields.String(required=True)
+    details = fields.Raw(allow_none=True)
+
+
+class ErrorResponseSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class PlanRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    today = fields.Date(
+        load_default=None,
+        metadata={"description": "The spreadsheet's date; default: today in `timezone`."},
+    )
+    timezone = fields.String(
+        load_default=None,
+        validate=validate.Length(max=64),
+        metadata={"description": "IANA timezone, e.g. Pacific/Auckland", "example": "UTC"},
+    )
+    scope = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The spreadsheet id or file the rows come from."},
+    )
+    invoices = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+        required=True,
+        metadata={
+            "description": "Rows keyed by the sheet's headers (DESIGN §3); "
+            "an optional integer `row` is the sheet row number."
+        },
+    )
+
+    @validates("timezone")
+    def _known_timezone(self, value: str | None, **_: Any) -> None:
+        if value is None:
+            return
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(f"{value!r} is not an IANA timezone") from None
+
+
+class DraftsRequestSchema(PlanRequestSchema):
+    dry_run = fields.Boolean(
+        load_default=False, metadata={"description": "Plan and report; create nothing."}
+    )
+
+
+class WritebackSchema(Schema):
+    last_stage_sent = fields.Integer(allow_none=True)
+    last_sent_at = fields.String(allow_none=True, metadata={"example": "2026-11-24"})
+    reminder_status = fields.String()
+
+
+_ACTIONS = ("draft", "skip", "error")
+
+
+class RowResultSchema(Schema):
+    row = fields.Integer(allow_none=True)
+    invoice_id = fields.String(required=True)
+    client_name = fields.String()
+    to = fields.List(fields.String())
+    days_overdue = fields.Integer(allow_none=True)
+    stage = fields.Integer(allow_none=True)
+    action = fields.String(required=True, validate=validate.OneOf(_ACTIONS))
+    reason = fields.String(required=True)
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.String())
+    currency = fields.String()
+    balance = fields.String(metadata={"description": "Decimal as text"})
+    amount_formatted = fields.String()
+    subject = fields.String()
+    body = fields.String()
+    draft_id = fields.String(allow_none=True)
+    message_id = fields.String(allow_none=True)
+    thread_id = fields.String(allow_none=True)
+    draft_url = fields.String(allow_none=True)
+    retryable = fields.Boolean()
+    payment_link = fields.String(allow_none=True)
+    writeback = fields.Nested(WritebackSchema)
+
+
+class SummarySchema(Schema):
+    total = fields.Integer(required=True)
+    draft = fields.Integer(required=True)
+    skip = fields.Integer(required=True)
+    error = fields.Integer(required=True)
+    by_reason = fields.Dict(keys=fields.String(), values=fields.Integer())
+    drafted = fields.Integer()
+
+
+class TotalSchema(Schema):
+    currency = fields.String(required=True)
+    count = fields.Integer(required=True)
+    balance = fields.String(required=True)
+    balance_formatted = fields.String(required=True)
+
+
+class PlanResponseSchema(Schema):
+    today = fields.Date(required=True)
+    timezone = fields.String(required=True)
+    scope = fields.String(allow_none=True)
+    summary = fields.Nested(SummarySchema, required=True)
+    totals = fields.List(fields.Nested(TotalSchema), required=True)
+    rows = fields.List(fields.Nested(RowResultSchema), required=True)
+    dry_run = fields.Boolean()
+    stopped = fields.String(allow_none=True)
+
+
+class TemplateSchema(Schema):
+    stage = fields.Integer(required=True)
+    file = fields.String(required=True)
+    ok = fields.Boolean(required=True)
+    error = fields.String(allow_none=True)
+    fields_used = fields.List(fields.String(), data_key="fields")
+    subject = fields.String(allow_none=True)
+    source = fields.String()
+
+
+class TemplatesResponseSchema(Schema):
+    stages = fields.List(fields.Integer(), required=True)
+    merge_fields = fields.List(fields.String(), required=True)
+    templates = fields.List(fields.Nested(TemplateSchema), required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.String(), required=True)

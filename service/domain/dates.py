@@ -1,0 +1,82 @@
+"""Dates as they arrive from a sheet or a file: ISO text, Sheets serial numbers, date values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+
+# Google Sheets (like Lotus 1-2-3 and Excel's 1900 system without its leap-year bug) counts days
+# from 1899-12-30; a fractional part is the time of day, which a due date ignores.
+SHEETS_EPOCH = dt.date(1899, 12, 30)
+# Serial 1 is 1899-12-31 and 2958465 is 9999-12-31: anything outside cannot be a date cell.
+_MAX_SERIAL = 2_958_465
+
+
+class DateParseError(ValueError):
+    """A value that is not a date in any accepted form."""
+
+
+def from_serial(serial: float | int | Decimal) -> dt.date:
+    """A Sheets serial number (days since 1899-12-30, time of day ignored) as a date."""
+    whole = int(serial)
+    if not 1 <= whole <= _MAX_SERIAL:
+        raise DateParseError(f"{serial!r} is not a spreadsheet date serial number")
+    return SHEETS_EPOCH + dt.timedelta(days=whole)
+
+
+def to_serial(day: dt.date) -> int:
+    """The Sheets serial number of a date."""
+    return (day - SHEETS_EPOCH).days
+
+
+def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
+    """Parse a date cell; ``None`` for an empty cell.
+
+    Accepts date/datetime values, Sheets serial numbers (int, float or numeric text), ISO
+    ``YYYY-MM-DD`` (optionally with a time part) and, when ``date_format`` is given, text in that
+    ``strptime`` format (for files written as ``M/D/YYYY``; ``%m/%d/%Y`` accepts unpadded parts).
+    Ambiguous text such as ``03/04/2025`` without a format is an error, never a guess.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, bool):
+        raise DateParseError(f"{value!r} is not a date")
+    if isinstance(value, int | float | Decimal):
+        return from_serial(value)
+    if not isinstance(value, str):
+        raise DateParseError(f"{value!r} is not a date")
+    text = value.strip()
+    if not text:
+        return None
+    if date_format:
+        try:
+            return dt.datetime.strptime(text, date_format).date()
+        except ValueError:
+            pass  # fall through: ISO text and serials are always accepted too
+    try:
+        return dt.date.fromisoformat(text[:10]) if len(text) >= 10 else dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return from_serial(Decimal(text))
+    except (InvalidOperation, DateParseError):
+        pass
+    expected = f"{date_format!r} or YYYY-MM-DD" if date_format else "YYYY-MM-DD"
+    raise DateParseError(f"{text!r} is not a date (expected {expected} or a date cell)")
+
+
+def today_in(timezone: str, now: dt.datetime) -> dt.date:
+    """The calendar date in ``timezone`` at the instant ``now`` (which must be aware).
+
+    "Today" is the spreadsheet's date, not the server's: at 23:00 UTC it is already tomorrow
+    in Auckland.
+    """
+    from zoneinfo import ZoneInfo
+
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(ZoneInfo(timezone)).date()

@@ -1,0 +1,209 @@
+"""The small interfaces the use cases talk to. Adapters implement them; tests use fakes.
+
+Nothing here does I/O. Types are plain frozen dataclasses so they cross process and thread
+boundaries without surprises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+# ---------------------------------------------------------------------------------------------
+# Drafts
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DraftKey:
+    """The exactly-once key: one draft per (scope, invoice, stage), ever."""
+
+    scope: str
+    invoice_id: str
+    stage: int
+
+    def header_value(self) -> str:
+        """The value of the X-Invoice-Collector-Key header."""
+        return f"{self.scope}/{self.invoice_id}/{self.stage}"
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    """The earlier reminder a follow-up replies to (DESIGN §6)."""
+
+    thread_id: str | None
+    rfc_message_id: str | None  # the Message-ID header of the earlier draft
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingDraft:
+    """A rendered reminder, ready to become a draft. ``raw`` is the RFC 5322 message."""
+
+    key: DraftKey
+    to: tuple[str, ...]
+    subject: str
+    raw: bytes
+    rfc_message_id: str
+    thread: ThreadRef | None = None
+
+
+@dataclass(frozen=True)
+class CreatedDraft:
+    """What a sink returns: ids to store and show; never the body."""
+
+    draft_id: str
+    message_id: str | None = None
+    thread_id: str | None = None
+    rfc_message_id: str | None = None
+    url: str | None = None
+
+
+class SinkError(Exception):
+    """A draft could not be created. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "sink_error") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+class AuthorizationError(SinkError):
+    """The mailbox credentials are missing, expired or revoked: stop the run, re-authorise."""
+
+    def __init__(self, message: str = "Gmail authorisation failed: re-authorise") -> None:
+        super().__init__(message, retryable=False, code="reauthorize")
+
+
+class DraftSink(Protocol):
+    """Where drafts go: Gmail, a Maildir, a fake."""
+
+    def create(self, draft: OutgoingDraft) -> CreatedDraft:
+        """Create one draft. Raises SinkError (or AuthorizationError)."""
+        ...
+
+    def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
+        """Find a draft made earlier for ``draft.key`` (crash reconciliation), or None."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger
+# ---------------------------------------------------------------------------------------------
+class EntryState(StrEnum):
+    RESERVED = "reserved"
+    CREATED = "created"
+    FAILED = "failed"  # retryable: the next caller may claim it
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the ledger (also the audit log): ids and metadata only, no bodies."""
+
+    key: DraftKey
+    state: EntryState
+    reserved_at: dt.datetime
+    lease_until: dt.datetime
+    draft_id: str | None = None
+    message_id: str | None = None
+    thread_id: str | None = None
+    rfc_message_id: str | None = None
+    draft_url: str | None = None
+    drafted_on: dt.date | None = None  # the spreadsheet's date of the run that drafted it
+    request_key: str | None = None  # the Idempotency-Key of the request that created it
+    error: str | None = None
+    attempts: int = 0
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # the caller owns the key now and must create (or adopt) the draft
+    CREATED = "created"  # already drafted: nothing to do (duplicate)
+    BUSY = "busy"  # another caller holds a live reservation (duplicate / in progress)
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    entry: LedgerEntry
+    # True when the key was taken over from a crashed holder (expired lease): the caller must
+    # look for the draft in the sink before creating it.
+    recovered: bool = False
+
+
+class Ledger(Protocol):
+    """Exactly-once bookkeeping keyed by DraftKey; safe across threads, processes and hosts."""
+
+    def claim(
+        self,
+        key: DraftKey,
+        *,
+        now: dt.datetime,
+        lease_seconds: float,
+        request_key: str | None = None,
+    ) -> Claim:
+        """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
+        ...
+
+    def record_created(
+        self, key: DraftKey, created: CreatedDraft, *, drafted_on: dt.date, now: dt.datetime
+    ) -> LedgerEntry:
+        """Mark a claimed key as drafted with the sink's ids."""
+        ...
+
+    def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
+        """Release a claimed key as retryable after a failed create (no body in ``error``)."""
+        ...
+
+    def get(self, key: DraftKey) -> LedgerEntry | None:
+        """The entry for one key."""
+        ...
+
+    def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
+        """The most recent drafted stage below ``below_stage`` (for threading follow-ups)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoice sources (the sheet, a local file, QuickBooks)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceRow:
+    """A row as the source holds it: its 1-based sheet row number and its cells by header."""
+
+    row: int
+    values: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class SheetSnapshot:
+    """Everything one read returned."""
+
+    scope: str
+    headers: tuple[str, ...]
+    rows: tuple[SourceRow, ...]
+    timezone: str | None = None  # the spreadsheet's own timezone when the source knows it
+
+
+@dataclass(frozen=True)
+class WriteBack:
+    """The output cells of one row. Only these are ever written."""
+
+    row: int
+    last_stage_sent: int | None
+    last_sent_at: dt.date | None
+    reminder_status: str
+    extra: Mapping[str, str] = field(default_factory=dict)  # e.g. {"payment_link": "https://…"}
+
+
+class InvoiceSource(Protocol):
+    """Reads the invoices and writes back what was drafted."""
+
+    def read(self) -> SheetSnapshot:
+        """One read of every row."""
+        ...
+
+    def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
+        """Write only changed output cells, in one request; returns the rows written."""
+        ...

@@ -1,0 +1,190 @@
+"""Stage templates: loading and linting at start-up, rendering per invoice.
+
+Templates run in Jinja2's sandbox with StrictUndefined: a template can read only the merge
+fields below and cannot reach Python internals, and an unknown field is an error when the
+templates load — never a blank in a client's email. Merge values are data: Jinja never
+re-evaluates a value, so a client called ``{{ 7*7 }}`` is greeted literally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from service.domain.invoice import Invoice
+from service.domain.money import format_money
+
+# Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
+MERGE_FIELDS = frozenset(
+    {
+        "name",
+        "client_name",
+        "invoice_id",
+        "amount",
+        "amount_formatted",
+        "balance",
+        "balance_formatted",
+        "currency",
+        "due_date",
+        "sent_date",
+        "days_overdue",
+        "stage",
+        "partially_paid",
+        "sender_name",
+        "payment_link",
+        "notes",
+    }
+)
+
+
+class TemplateLoadError(Exception):
+    """Raised when templates are required but some failed to load."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class StageTemplate:
+    """One stage's template, compiled, or the reason it could not be."""
+
+    stage: int
+    path: Path
+    source: str
+    error: str | None
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    locale: str = "en_US"
+    sender_name: str = ""
+
+
+def _split(source: str) -> tuple[str, str]:
+    first, sep, rest = source.partition("\n")
+    if not first.startswith("Subject:"):
+        raise ValueError("the first line must be 'Subject: …'")
+    if not sep or not rest.startswith("\n"):
+        raise ValueError("a blank line must follow the Subject line")
+    return first[len("Subject:") :].strip(), rest[1:]
+
+
+class TemplateSet:
+    """The six (or configured) stage templates, compiled once and linted at load."""
+
+    def __init__(self, directory: Path, stages: Sequence[int]) -> None:
+        self.directory = directory
+        self._env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined,
+            autoescape=False,  # plain-text email, not HTML
+            keep_trailing_newline=True,
+            trim_blocks=True,
+        )
+        self.templates: dict[int, StageTemplate] = {}
+        self._compiled: dict[int, tuple[object, object]] = {}
+        for stage in stages:
+            self._load(stage)
+
+    def _load(self, stage: int) -> None:
+        path = self.directory / f"stage_{stage:02d}.txt"
+        source = ""
+        error: str | None = None
+        fields: frozenset[str] = frozenset()
+        try:
+            source = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+            subject, body = _split(source)
+            used: set[str] = set()
+            for part in (subject, body):
+                used |= meta.find_undeclared_variables(self._env.parse(part))
+            unknown = sorted(used - MERGE_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown merge field(s): {', '.join(unknown)}")
+            fields = frozenset(used)
+            self._compiled[stage] = (
+                self._env.from_string(subject),
+                self._env.from_string(body),
+            )
+        except FileNotFoundError:
+            error = f"missing template file {path.name}"
+        except (OSError, UnicodeDecodeError) as exc:
+            error = f"cannot read {path.name}: {exc}"
+        except TemplateError as exc:
+            error = f"{path.name}: {exc.__class__.__name__}: {exc}"
+        except ValueError as exc:
+            error = f"{path.name}: {exc}"
+        self.templates[stage] = StageTemplate(stage, path, source, error, fields)
+
+    @property
+    def errors(self) -> dict[int, str]:
+        """Load errors by stage; empty when every template is usable."""
+        return {s: t.error for s, t in self.templates.items() if t.error}
+
+    def is_usable(self, stage: int) -> bool:
+        """True when the stage's template loaded cleanly."""
+        return stage in self._compiled
+
+    def render(self, stage: int, fields: Mapping[str, object]) -> RenderedEmail:
+        """Render one stage; raises TemplateLoadError for a stage whose template is broken."""
+        compiled = self._compiled.get(stage)
+        if compiled is None:
+            reason = self.errors.get(stage, f"no template for stage {stage}")
+            raise TemplateLoadError(reason)
+        subject_t, body_t = compiled
+        subject = subject_t.render(fields)  # type: ignore[attr-defined]
+        # A subject is one header line: collapse any newline a merge value smuggled in.
+        subject = " ".join(str(subject).split())
+        return RenderedEmail(subject=subject, body=body_t.render(fields))  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=4096)
+def _format_date(day: dt.date, locale: str) -> str:
+    return format_date(day, format="medium", locale=locale)
+
+
+@lru_cache(maxsize=4096)
+def _format_number(amount: Decimal, locale: str) -> str:
+    return format_decimal(amount, format="#,##0.00", locale=locale)
+
+
+def merge_fields(
+    invoice: Invoice,
+    *,
+    days_overdue: int,
+    stage: int,
+    settings: RenderSettings,
+    payment_link: str = "",
+) -> dict[str, object]:
+    """The values a template sees for one invoice, formatted for the configured locale."""
+    locale = settings.locale
+    balance = invoice.balance
+    return {
+        "name": invoice.client_name,
+        "client_name": invoice.client_name,
+        "invoice_id": invoice.invoice_id,
+        "amount": _format_number(invoice.amount, locale),
+        "amount_formatted": format_money(invoice.amount, invoice.currency, locale),
+        "balance": _format_number(balance, locale),
+        "balance_formatted": format_money(balance, invoice.currency, locale),
+        "currency": invoice.currency,
+        "due_date": _format_date(invoice.due_date, locale),
+        "sent_date": _format_date(invoice.sent_date, locale) if invoice.sent_date else "",
+        "days_overdue": days_overdue,
+        "stage": stage,
+        "partially_paid": invoice.amount_paid > 0,
+        "sender_name": settings.sender_name,
+        "payment_link": payment_link,
+        "notes": invoice.notes,
+    }

@@ -1,0 +1,120 @@
+"""Rows and summaries as JSON-ready dicts, shared by the API, the CLI and recorded runs.
+
+The API's marshmallow schemas (service/api/schemas.py) describe exactly these shapes; a test
+checks every produced row against them. Building plain dicts here instead of dumping through
+marshmallow keeps a 100k-row plan fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from service.domain.decide import Action, Reason
+from service.domain.money import format_money
+from service.planning import PlannedRow
+
+# Plain words for the bookkeeper; {stage} and {days} are filled in.
+REASON_TEXT: Mapping[Reason, str] = {
+    Reason.DUE: "Stage {stage} reminder is due ({days} days overdue).",
+    Reason.CLOSED_STATUS: "Skipped: the status says this invoice is closed.",
+    Reason.ZERO_BALANCE: "Skipped: nothing is left to pay.",
+    Reason.NOT_DUE: "Not yet due for a reminder ({days} days overdue).",
+    Reason.ALREADY_DRAFTED_TODAY: "Skipped: a reminder was already drafted today.",
+    Reason.STAGE_ALREADY_DRAFTED: "Skipped: the stage {stage} reminder was already drafted.",
+    Reason.TOO_SOON: "Skipped: the last reminder was too recent.",
+    Reason.INVALID_ROW: "This row has a problem: {errors}",
+    Reason.DUPLICATE_INVOICE_ID: "This invoice ID appears on more than one row.",
+    Reason.TEMPLATE_ERROR: "The stage {stage} template is broken: {errors}",
+    Reason.DUPLICATE: "Already drafted for stage {stage} by an earlier request.",
+    Reason.DRAFTED: "Drafted stage {stage} reminder ({days} days overdue).",
+    Reason.DRAFT_FAILED: "The draft could not be created: {errors}",
+    Reason.GMAIL_UNAUTHORIZED: "Gmail permission is missing or expired: re-authorise.",
+}
+
+
+def reason_message(reason: Reason, stage: int | None, days: int | None, errors: str = "") -> str:
+    """The plain-words explanation of a reason."""
+    if reason is Reason.NOT_DUE and not days:
+        return "Not overdue yet."
+    return REASON_TEXT[reason].format(stage=stage, days=days, errors=errors)
+
+
+def planned_row_dict(
+    item: PlannedRow, *, locale: str = "en_US", with_body: bool = True
+) -> dict[str, Any]:
+    """A plan row as the API returns it."""
+    d = item.decision
+    errors_text = "; ".join(f"{k}: {v}" for k, v in (item.errors or {}).items())
+    out: dict[str, Any] = {
+        "row": item.row,
+        "invoice_id": item.invoice_id,
+        "days_overdue": d.days_overdue,
+        "stage": d.stage,
+        "action": d.action.value,
+        "reason": d.reason.value,
+        "message": reason_message(d.reason, d.stage, d.days_overdue, errors_text),
+    }
+    inv = item.invoice
+    if inv is not None:
+        out["client_name"] = inv.client_name
+        out["to"] = list(inv.client_emails)
+        out["currency"] = inv.currency
+        out["balance"] = str(inv.balance)
+        out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
+    if item.errors:
+        out["errors"] = dict(item.errors)
+    if item.email is not None:
+        out["subject"] = item.email.subject
+        if with_body:
+            out["body"] = item.email.body
+    return out
+
+
+def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts by action and by reason."""
+    actions: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    total = 0
+    for row in rows:
+        total += 1
+        actions[row["action"]] += 1
+        reasons[row["reason"]] += 1
+    return {
+        "total": total,
+        "draft": actions[Action.DRAFT.value],
+        "skip": actions[Action.SKIP.value],
+        "error": actions[Action.ERROR.value],
+        "by_reason": dict(sorted(reasons.items())),
+    }
+
+
+def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
+    """Count and open balance of overdue, still-chased invoices per currency."""
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    counts: Counter[str] = Counter()
+    for item in items:
+        inv = item.invoice
+        if inv is None or item.decision.reason in {Reason.CLOSED_STATUS, Reason.ZERO_BALANCE}:
+            continue
+        if item.decision.action is Action.ERROR or not item.decision.days_overdue:
+            continue
+        sums[inv.currency] += inv.balance
+        counts[inv.currency] += 1
+    return [
+        {
+            "currency": cur,
+            "count": counts[cur],
+            "balance": str(sums[cur]),
+            "balance_formatted": format_money(sums[cur], cur, locale),
+        }
+        for cur in sorted(sums)
+    ]
+
+
+def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
+    """The text written next to a row once its draft exists."""
+    return f"Drafted stage {stage} reminder ({days} days overdue) on {drafted_on.isoformat()}"

@@ -1,0 +1,73 @@
+"""Shared fixtures: a fresh app per test (flaskr style), settings built from a dict."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.api.app import create_app
+from service.bootstrap import build_services
+from service.config import PROJECT_ROOT, Settings, settings_from_env
+
+API_KEY = "test-key-0123456789"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+FIXED_NOW = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a test: embedded default in tmp_path, plus any overrides (env names)."""
+
+    def build(**env: str) -> Settings:
+        base = {
+            "API_KEYS": API_KEY,
+            "MAILDIR_PATH": str(tmp_path / "Maildir"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "SENDS_LOG": str(tmp_path / "logs" / "sends.csv"),
+        }
+        base.update(env)
+        return settings_from_env(base)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    services = build_services(settings, clock=lambda: FIXED_NOW)
+    return create_app(services=services)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+def invoice_row(**overrides: Any) -> dict[str, Any]:
+    """A valid sheet row; override any cell."""
+    row: dict[str, Any] = {
+        "invoice_id": "INV-1",
+        "client_name": "Ann Client",
+        "client_email": "ann@client.example.com",
+        "amount": "1250.00",
+        "currency": "USD",
+        "due_date": "2025-01-15",
+        "status": "Overdue",
+    }
+    row.update(overrides)
+    return row
