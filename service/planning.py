@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.domain.decide import Action, Decision, Policy, Reason, decide, duplicate_ids
-from service.domain.invoice import Invoice, ParseOptions, RowError, parse_row
+from service.domain.invoice import HeaderIndex, Invoice, ParseOptions, RowError, parse_row
 from service.rendering import (
     RenderedEmail,
     RenderSettings,
@@ -64,7 +64,7 @@ def plan(
     ``first_row`` numbers rows that carry no ``row`` of their own as a sheet would (the header
     is row 1).
     """
-    index = settings.parse_options.header_index()
+    index = HeaderIndex(settings.parse_options)
     parsed: list[Invoice | RowError] = [
         parse_row(raw, settings.parse_options, _row_number(raw, first_row + i), index)
         for i, raw in enumerate(raw_rows)

@@ -11,11 +11,15 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from service.domain.decide import Action, Reason
 from service.domain.money import format_money
 from service.planning import PlannedRow
+
+if TYPE_CHECKING:
+    from service.generate import DraftOutcome
 
 # Plain words for the bookkeeper; {stage} and {days} are filled in.
 REASON_TEXT: Mapping[Reason, str] = {
@@ -36,6 +40,7 @@ REASON_TEXT: Mapping[Reason, str] = {
 }
 
 
+@lru_cache(maxsize=4096)
 def reason_message(reason: Reason, stage: int | None, days: int | None, errors: str = "") -> str:
     """The plain-words explanation of a reason."""
     if reason is Reason.NOT_DUE and not days:
@@ -118,3 +123,36 @@ def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, A
 def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
     """The text written next to a row once its draft exists."""
     return f"Drafted stage {stage} reminder ({days} days overdue) on {drafted_on.isoformat()}"
+
+
+def outcome_row_dict(
+    outcome: DraftOutcome, *, locale: str = "en_US", with_body: bool = True
+) -> dict[str, Any]:
+    """A drafts row: the plan row plus what drafting did, the draft's ids and the write-back."""
+    item = outcome.planned
+    out = planned_row_dict(item, locale=locale, with_body=with_body)
+    d = item.decision
+    out["action"] = outcome.action.value
+    out["reason"] = outcome.reason.value
+    if outcome.reason is not d.reason:
+        out["message"] = reason_message(
+            outcome.reason, d.stage, d.days_overdue, outcome.error or ""
+        )
+    if outcome.error and outcome.reason is not Reason.GMAIL_UNAUTHORIZED:
+        out.setdefault("errors", {})["draft"] = outcome.error
+    if outcome.retryable is not None:
+        out["retryable"] = outcome.retryable
+    entry = outcome.entry
+    if entry is not None and entry.draft_id is not None:
+        out["draft_id"] = entry.draft_id
+        out["message_id"] = entry.message_id
+        out["thread_id"] = entry.thread_id
+        out["draft_url"] = entry.draft_url
+    wb = outcome.writeback
+    if wb is not None:
+        out["writeback"] = {
+            "last_stage_sent": wb.last_stage_sent,
+            "last_sent_at": wb.last_sent_at.isoformat() if wb.last_sent_at else None,
+            "reminder_status": wb.reminder_status,
+        }
+    return out

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, g, request
 from flask_smorest import Api
 
-from service.api import routes_health, routes_plan, routes_templates
+from service.api import routes_drafts, routes_health, routes_plan, routes_templates
 from service.api.auth import require_api_key
 from service.api.errors import register_error_handlers
 from service.api.jsonio import OrjsonProvider
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     api.register_blueprint(routes_health.blp)
     api.register_blueprint(routes_plan.blp)
     api.register_blueprint(routes_templates.blp)
+    api.register_blueprint(routes_drafts.blp)
 
     @app.before_request
     def _authenticate() -> None:

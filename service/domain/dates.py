@@ -37,6 +37,11 @@ def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
     ``strptime`` format (for files written as ``M/D/YYYY``; ``%m/%d/%Y`` accepts unpadded parts).
     Ambiguous text such as ``03/04/2025`` without a format is an error, never a guess.
     """
+    if type(value) is str and len(value) == 10 and value[4] == "-":
+        try:  # the common case, ISO text from the sidebar or a file
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
     if value is None:
         return None
     if isinstance(value, dt.datetime):

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from service.domain.invoice import Invoice, RowError
 
@@ -75,6 +76,7 @@ class Decision:
     stage: int | None = None
 
 
+@lru_cache(maxsize=1024)
 def _status_key(status: str) -> str:
     return " ".join(status.lower().replace("-", " ").replace("_", " ").split())
 

@@ -28,7 +28,6 @@ INPUT_FIELDS = (
     "notes",
 )
 OUTPUT_FIELDS = ("last_stage_sent", "last_sent_at", "reminder_status")
-REQUIRED_FIELDS = ("invoice_id", "client_name", "client_email", "amount", "due_date")
 _EMAIL_SPLIT = re.compile(r"[,;]")
 
 
@@ -92,11 +91,27 @@ class RowError:
         return "; ".join(f"{name}: {text}" for name, text in self.fields.items())
 
 
-def map_row(raw: Mapping[str, object], index: Mapping[str, str]) -> dict[str, object]:
+class HeaderIndex(dict[str, str | None]):
+    """A row key -> our field name (None for other columns), memoised per distinct key.
+
+    Every row of a sheet repeats the same headers, so each is normalised once per request.
+    """
+
+    def __init__(self, options: ParseOptions) -> None:
+        super().__init__()
+        self._normalised = options.header_index()
+
+    def __missing__(self, key: str) -> str | None:
+        name = self._normalised.get(normalize_header(key))
+        self[key] = name
+        return name
+
+
+def map_row(raw: Mapping[str, object], index: HeaderIndex) -> dict[str, object]:
     """Rename a row's keys to our field names; unknown columns are left to the source."""
     mapped: dict[str, object] = {}
     for key, value in raw.items():
-        name = index.get(normalize_header(key))
+        name = index[key]
         if name is not None:
             mapped[name] = value
     return mapped
@@ -126,15 +141,23 @@ def parse_emails(value: object) -> tuple[str, ...]:
 
 
 def _text(value: object) -> str:
-    if value is None:
+    if value is None or value == "":
         return ""
     if isinstance(value, float) and value.is_integer():
         # A numeric id cell arrives as 1001.0 from some sources; the id is "1001".
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    return text.translate(_CONTROL) if not text.isprintable() else text
+
+
+# C0 control characters other than tab and newline have no place in an email (NUL also
+# separates subject from body while rendering).
+_CONTROL = {c: None for c in range(32) if c not in (9, 10)}
 
 
 def _stage(value: object) -> int | None:
+    if type(value) is int:
+        return value if value >= 0 else _bad_stage(value)
     text = _text(value)
     if not text:
         return None
@@ -143,35 +166,44 @@ def _stage(value: object) -> int | None:
     except ArithmeticError:
         raise ValueError(f"{text!r} is not a stage number") from None
     if number != number.to_integral_value() or number < 0:
-        raise ValueError(f"{text!r} is not a stage number")
+        _bad_stage(text)
     return int(number)
+
+
+def _bad_stage(value: object) -> int:
+    raise ValueError(f"{value!r} is not a stage number")
 
 
 def parse_row(
     raw: Mapping[str, object],
     options: ParseOptions,
     row: int | None = None,
-    index: Mapping[str, str] | None = None,
+    index: HeaderIndex | None = None,
 ) -> Invoice | RowError:
     """Parse one row; every bad field is reported, not just the first."""
-    values = map_row(raw, index if index is not None else options.header_index())
+    values = map_row(raw, index if index is not None else HeaderIndex(options))
+    get = values.get
     errors: dict[str, str] = {}
-    invoice_id = _text(values.get("invoice_id"))
-
-    for name in REQUIRED_FIELDS:
-        if _text(values.get(name)) == "":
-            errors[name] = "is required"
+    invoice_id = _text(get("invoice_id"))
+    client_name = _text(get("client_name"))
+    if not invoice_id:
+        errors["invoice_id"] = "is required"
+    if not client_name:
+        errors["client_name"] = "is required"
 
     emails: tuple[str, ...] = ()
-    if "client_email" not in errors:
+    raw_email = get("client_email")
+    if _blank(raw_email):
+        errors["client_email"] = "is required"
+    else:
         try:
-            emails = parse_emails(values.get("client_email"))
+            emails = parse_emails(raw_email)
         except ValueError as exc:
             errors["client_email"] = str(exc)
 
     def money(name: str) -> Decimal | None:
         try:
-            amount = parse_amount(values.get(name))
+            amount = parse_amount(get(name))
         except MoneyParseError as exc:
             errors[name] = str(exc)
             return None
@@ -181,24 +213,28 @@ def parse_row(
 
     def date(name: str) -> dt.date | None:
         try:
-            return parse_date(values.get(name), options.date_format)
+            return parse_date(get(name), options.date_format)
         except DateParseError as exc:
             errors[name] = str(exc)
             return None
 
-    amount = money("amount") if "amount" not in errors else None
+    amount = money("amount")
+    if amount is None and "amount" not in errors:
+        errors["amount"] = "is required"
     amount_paid = money("amount_paid")
-    due_date = date("due_date") if "due_date" not in errors else None
+    due_date = date("due_date")
+    if due_date is None and "due_date" not in errors:
+        errors["due_date"] = "is required"
     sent_date = date("sent_date")
     last_sent_at = date("last_sent_at")
 
-    currency = _text(values.get("currency")).upper() or options.default_currency
+    currency = _text(get("currency")).upper() or options.default_currency
     if not is_known_currency(currency):
         errors["currency"] = f"{currency!r} is not an ISO 4217 currency code"
 
     last_stage_sent: int | None = None
     try:
-        last_stage_sent = _stage(values.get("last_stage_sent"))
+        last_stage_sent = _stage(get("last_stage_sent"))
     except ValueError as exc:
         errors["last_stage_sent"] = str(exc)
 
@@ -206,16 +242,23 @@ def parse_row(
         return RowError(invoice_id=invoice_id, fields=errors, row=row)
     return Invoice(
         invoice_id=invoice_id,
-        client_name=_text(values.get("client_name")),
+        client_name=client_name,
         client_emails=emails,
         amount=amount,
         currency=currency,
         due_date=due_date,
         sent_date=sent_date,
-        status=_text(values.get("status")),
-        amount_paid=amount_paid or Decimal(0),
-        notes=_text(values.get("notes")),
+        status=_text(get("status")),
+        amount_paid=amount_paid or _ZERO,
+        notes=_text(get("notes")),
         last_stage_sent=last_stage_sent,
         last_sent_at=last_sent_at,
         row=row,
     )
+
+
+_ZERO = Decimal(0)
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())

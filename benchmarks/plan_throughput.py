@@ -1,0 +1,148 @@
+"""POST /v1/plan over HTTP against gunicorn at 1k/10k/20k/100k rows vs the original pipeline.
+
+Figures: rows/s and the worker's peak RSS for our API (HTTP, JSON, validation and rendered
+previews included); rows/s and peak RSS for the original design's pandas pipeline on the same
+rows, in-process (it gets no HTTP or JSON cost). Writes a section of benchmarks/RESULTS.md.
+Run: ``make bench`` or ``.venv/bin/python benchmarks/plan_throughput.py [--sizes 1000,20000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    HEADERS,
+    ROOT,
+    gunicorn,
+    machine,
+    peak_rss_mb,
+    sheet_rows,
+    worker_pids,
+    write_section,
+)
+
+TODAY = dt.date(2026, 11, 24)
+KEY = "bench-key"
+
+
+def ours(base: str, master: int, rows: list[list[str]], repeats: int) -> dict[str, float]:
+    body = orjson.dumps(
+        {"today": TODAY.isoformat(), "invoices": [dict(zip(HEADERS, r, strict=True)) for r in rows]}
+    )
+    times = []
+    drafted = 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        response = requests.post(
+            base + "/v1/plan",
+            data=body,
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+            timeout=600,
+        )
+        payload = response.content
+        times.append(time.perf_counter() - start)
+        response.raise_for_status()
+        drafted = orjson.loads(payload)["summary"]["draft"]
+    rss = max(peak_rss_mb(pid) for pid in worker_pids(master.pid))  # type: ignore[attr-defined]
+    best = min(times)
+    return {
+        "seconds": best,
+        "median": statistics.median(times),
+        "rows_s": len(rows) / best,
+        "peak_rss_mb": rss,
+        "drafted": drafted,
+        "body_mb": len(body) / 1e6,
+    }
+
+
+def original(rows: list[list[str]], repeats: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump([HEADERS, *rows], fh)
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "original_pipeline.py"),
+                fh.name,
+                str(ROOT / "templates"),
+                TODAY.isoformat(),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(out.stdout))
+    Path(fh.name).unlink()
+    best = min(runs, key=lambda r: r["seconds"])
+    return {
+        "seconds": best["seconds"],
+        "rows_s": len(rows) / best["seconds"],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "drafted": best["drafted"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000,20000,100000")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    lines = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        gunicorn(
+            {
+                "API_KEYS": KEY,
+                "DATABASE_URL": f"sqlite:///{tmp}/l.db",
+                "MAILDIR_PATH": f"{tmp}/M",
+                "MAX_ROWS_PER_REQUEST": "200000",
+                "MAX_REQUEST_BYTES": str(256 * 1024 * 1024),
+            }
+        ) as (base, master),
+    ):
+        ours(base, master, sheet_rows(200, TODAY), 1)  # warm-up: imports, template compile
+        for n in sizes:
+            rows = sheet_rows(n, TODAY)
+            repeats = args.repeats if n <= 20000 else 1
+            a = ours(base, master, rows, repeats)
+            b = original(rows, repeats)
+            ratio = a["rows_s"] / b["rows_s"]
+            lines.append(
+                f"| {n:,} | {a['rows_s']:,.0f} | {a['seconds']:.2f} | {a['peak_rss_mb']:.0f} | "
+                f"{a['drafted']:,} | {b['rows_s']:,.0f} | {b['seconds']:.2f} | "
+                f"{b['peak_rss_mb']:.0f} | {ratio:.1f}× |"
+            )
+            print(lines[-1], flush=True)
+    body = f"""
+Machine: {machine()}. Date: {dt.date.today().isoformat()}. Command: `make bench`
+(`benchmarks/plan_throughput.py`), gunicorn with 1 worker, best of {args.repeats} below 100k rows.
+
+"Ours" is `POST /v1/plan` over HTTP on loopback: the JSON body sent, parsed, every row validated
+and decided, a preview rendered for every draft, the JSON response received. "Original" is the
+original design's pipeline (pandas `DataFrame`, `iterrows`, one template file read and rendered
+per invoice) in-process on the same rows, without HTTP or JSON. Rows: 100 clients, due dates
+spread from 20 days ahead to 70 days behind, 60% Overdue; blank cells are `""`.
+RSS is the gunicorn worker's peak (VmHWM, cumulative over the run, so it is the largest request's).
+
+| rows | ours rows/s | ours s | ours peak RSS MiB | drafts | original rows/s | original s | original peak RSS MiB | speed-up |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+""" + "\n".join(lines)
+    write_section("Plan throughput (issue 2)", body)
+
+
+if __name__ == "__main__":
+    main()

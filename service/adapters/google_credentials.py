@@ -1,0 +1,56 @@
+"""The server's own Google credentials for headless runs (never the sidebar user's token).
+
+`invoice-collector auth` stores an authorised-user token (refresh token included) with 0600
+permissions; google-auth refreshes it automatically. Sheets may use a service account instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from service.config import Settings
+
+GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.compose"]
+SHEETS_SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
+ALL_SCOPES = SHEETS_SCOPES + GMAIL_SCOPES
+
+
+def default_token_file() -> Path:
+    """~/.config/invoice-collector/token.json (XDG_CONFIG_HOME respected)."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "invoice-collector" / "token.json"
+
+
+def token_file(settings: Settings) -> Path:
+    """Where the server's token lives."""
+    return settings.google_token_file or default_token_file()
+
+
+def server_credentials(settings: Settings, scopes: Literal["gmail", "sheets"]) -> Any | None:
+    """Stored credentials for ``scopes``, or None when `invoice-collector auth` was never run."""
+    if scopes == "sheets" and settings.google_service_account_file:
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            str(settings.google_service_account_file), scopes=SHEETS_SCOPES
+        )
+    path = token_file(settings)
+    if not path.exists():
+        return None
+    from google.oauth2.credentials import Credentials
+
+    return Credentials.from_authorized_user_file(str(path), ALL_SCOPES)  # type: ignore[no-untyped-call]
+
+
+def save_token(path: Path, token_json: str) -> None:
+    """Write the token file readable by its owner only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token_json)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,509 @@
+"""Google Sheets as the invoice source: one ``values.get`` per read, one ``values.batchUpdate``
+per write-back, whatever the number of rows (Sheets allows 60 reads and 60 writes per minute
+per user, DESIGN §7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, cast
+
+from google.auth.credentials import Credentials
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2.credentials import Credentials as OAuthCredentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from httplib2 import HttpLib2Error
+
+from service.domain.dates import DateParseError, parse_date
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
+from service.ports import AuthorizationError, SheetSnapshot, SourceRow, WriteBack
+
+# Columns run to ZZZ at most, so "Sheet1" is a title and "AB12" a cell (quote such titles).
+_CELLS = re.compile(r"^([A-Za-z]{0,3})(\d*)(?::([A-Za-z]{0,3})(\d*))?$")
+# Only this exact shape is written as a formula; any other text is forced to be text, so a
+# status or a client-supplied string can never become a formula (formula injection).
+_HYPERLINK = re.compile(r'^=HYPERLINK\("(https?://(?:[^"]|"")+)",\s*"((?:[^"]|"")*)"\)$')
+_OUTPUT_KEYS = frozenset(normalize_header(name) for name in OUTPUT_FIELDS)
+_INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
+
+
+class SheetsError(Exception):
+    """A Sheets request failed. ``retryable`` says whether trying again later may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        code: str = "sheets_error",
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.code = code
+
+
+class SheetsAuthorizationError(AuthorizationError):
+    """The Sheets credentials are missing, expired or revoked: stop the run, re-authorise."""
+
+    def __init__(self, message: str = "Google Sheets authorisation failed: re-authorise") -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter for 429, 5xx and transport errors."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 16.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        wait = rng.uniform(0, ceiling)  # full jitter: workers that failed together spread out
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return min(wait, self.max_delay)
+
+
+@dataclass(frozen=True)
+class SheetRange:
+    """An A1 range: optional sheet title, 1-based first row, 0-based columns; None = open."""
+
+    sheet: str | None
+    first_row: int = 1
+    first_col: int = 0
+    last_row: int | None = None
+    last_col: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SheetRange:
+        """Parse ``'My Invoices'!A1:Z``, ``Invoices!A:Z``, ``Invoices`` or ``A1:Z``.
+
+        Lenient on input (``My Invoices!A1:Z`` is accepted); :meth:`a1` always quotes.
+        """
+        text = text.strip()
+        sheet: str | None
+        if text.startswith("'"):
+            end = 1
+            while True:
+                end = text.find("'", end)
+                if end == -1:
+                    raise ValueError(f"unterminated quote in range {text!r}")
+                if text[end + 1 : end + 2] != "'":
+                    break
+                end += 2
+            sheet = text[1:end].replace("''", "'")
+            rest = text[end + 1 :]
+            if rest and not rest.startswith("!"):
+                raise ValueError(f"{text!r} is not an A1 range")
+            cells = rest[1:]
+        elif "!" in text:
+            sheet, cells = text.rsplit("!", 1)
+        elif _CELLS.match(text) and (":" in text or any(ch.isdigit() for ch in text)):
+            sheet, cells = None, text
+        else:
+            sheet, cells = text, ""
+        if not cells:
+            if not sheet:
+                raise ValueError(f"{text!r} names neither a sheet nor cells")
+            return cls(sheet)
+        match = _CELLS.match(cells)
+        if not match or not any(match.groups()):
+            raise ValueError(f"{text!r} is not an A1 range")
+        c0, r0, c1, r1 = match.groups()
+        single = ":" not in cells
+        if (single and not (c0 and r0)) or (not single and not (c1 or r1)):
+            raise ValueError(f"{text!r} is not an A1 range")
+        return cls(
+            sheet or None,
+            first_row=int(r0) if r0 else 1,
+            first_col=column_index(c0) if c0 else 0,
+            last_row=int(r0) if single and r0 else (int(r1) if r1 else None),
+            last_col=column_index(c0) if single and c0 else (column_index(c1) if c1 else None),
+        )
+
+    def a1(self) -> str:
+        """The range in A1 notation, the sheet title quoted."""
+        whole = (self.first_row, self.first_col, self.last_row, self.last_col) == (1, 0, None, None)
+        if whole and self.sheet is not None:
+            return quote_sheet_name(self.sheet)
+        end_col = column_letters(self.last_col) if self.last_col is not None else ""
+        end_row = str(self.last_row) if self.last_row is not None else ""
+        return self.cells(f"{column_letters(self.first_col)}{self.first_row}:{end_col}{end_row}")
+
+    def cells(self, cells: str) -> str:
+        """``cells`` (e.g. ``B7:D7``) on this range's sheet."""
+        if self.sheet is None:
+            return cells
+        return f"{quote_sheet_name(self.sheet)}!{cells}" if cells else quote_sheet_name(self.sheet)
+
+
+def quote_sheet_name(title: str) -> str:
+    """``My Invoices`` -> ``'My Invoices'``, ``Bob's`` -> ``'Bob''s'``; quoting is always valid."""
+    return "'" + title.replace("'", "''") + "'"
+
+
+def column_letters(index: int) -> str:
+    """0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    """'A' -> 0, 'AA' -> 26."""
+    number = 0
+    for char in letters.upper():
+        number = number * 26 + ord(char) - ord("A") + 1
+    return number - 1
+
+
+def hyperlink(url: str, text: str) -> str:
+    """A ``=HYPERLINK("url","text")`` formula for ``reminder_status`` (http(s) URLs only)."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("a reminder link must be an http(s) URL")
+    return '=HYPERLINK("{}","{}")'.format(url.replace('"', '""'), text.replace('"', '""'))
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One output cell to write: what goes over the wire and what it will read back as."""
+
+    send: object
+    reads_as: object
+
+
+class SheetsSource:
+    """The invoices tab of one spreadsheet, through the Sheets API v4 (implements InvoiceSource)."""
+
+    def __init__(
+        self,
+        spreadsheet_id: str,
+        sheet_range: str,
+        *,
+        credentials: Credentials | None = None,
+        endpoint: str | None = None,
+        timezone: str | None = None,
+        fetch_timezone: bool = True,
+        service: Any = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spreadsheet_id = spreadsheet_id
+        self.range = SheetRange.parse(sheet_range)
+        # The discovery document ships with the client, so building works offline; api_endpoint
+        # points it at an emulator or a proxy (DESIGN §7).
+        self._service = service or build(
+            "sheets",
+            "v4",
+            credentials=credentials,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": endpoint} if endpoint else None,
+        )
+        # A configured TIMEZONE saves a read; otherwise it is fetched once per instance.
+        self._timezone = timezone
+        self._fetch_timezone = fetch_timezone
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # httplib2 connections are not thread-safe: one request at a time per source.
+        self._lock = threading.Lock()
+        self.api_calls = 0  # HTTP attempts made, retries included
+        self._last_snapshot: SheetSnapshot | None = None
+        self._data_width = 0
+        # What this source wrote since its last read, so a repeated write-back is a no-op.
+        self._written: dict[tuple[int, int], object] = {}
+        self._added_headers: dict[int, str] = {}
+
+    @classmethod
+    def from_token(
+        cls, access_token: str, spreadsheet_id: str, sheet_range: str, **kwargs: Any
+    ) -> SheetsSource:
+        """A source authorised by a bare OAuth access token (e.g. the sidebar user's)."""
+        # No refresh token: a 401 surfaces as RefreshError, reported as SheetsAuthorizationError.
+        credentials = OAuthCredentials(token=access_token)  # type: ignore[no-untyped-call]
+        return cls(spreadsheet_id, sheet_range, credentials=credentials, **kwargs)
+
+    # -- reading ------------------------------------------------------------------------------
+    def read(self) -> SheetSnapshot:
+        """One ``values.get`` of the range (plus one ``spreadsheets.get`` for the timezone on
+        first use when none is configured)."""
+        timezone = self.timezone()
+        response = self._execute(
+            self._service.spreadsheets()
+            .values()
+            .get(
+                spreadsheetId=self.spreadsheet_id,
+                range=self.range.a1(),
+                majorDimension="ROWS",
+                # Unformatted numbers and serial dates: no locale-dependent text to re-parse.
+                valueRenderOption="UNFORMATTED_VALUE",
+                dateTimeRenderOption="SERIAL_NUMBER",
+            )
+        )
+        grid: list[list[object]] = response.get("values", [])
+        headers = tuple(_text(cell) for cell in grid[0]) if grid else ()
+        rows = []
+        for offset, cells in enumerate(grid[1:], start=1):
+            if all(_text(cell) == "" for cell in cells):
+                continue  # a blank row is no invoice, but the numbering below stays the sheet's
+            values: dict[str, object] = {}
+            for i, header in enumerate(headers):
+                if header and header not in values:
+                    values[header] = cells[i] if i < len(cells) else ""
+            rows.append(SourceRow(row=self.range.first_row + offset, values=values))
+        snapshot = SheetSnapshot(
+            scope=self.spreadsheet_id, headers=headers, rows=tuple(rows), timezone=timezone
+        )
+        self._last_snapshot = snapshot
+        self._data_width = max((len(cells) for cells in grid), default=0)
+        self._written.clear()
+        self._added_headers.clear()
+        return snapshot
+
+    def timezone(self) -> str | None:
+        """The spreadsheet's timezone: configured, cached, or fetched (one read) once."""
+        if self._timezone is None and self._fetch_timezone:
+            response = self._execute(
+                self._service.spreadsheets().get(
+                    spreadsheetId=self.spreadsheet_id, fields="properties.timeZone"
+                )
+            )
+            self._timezone = response.get("properties", {}).get("timeZone") or None
+            self._fetch_timezone = False
+        return self._timezone
+
+    # -- writing ------------------------------------------------------------------------------
+    def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
+        """Write the changed output cells of ``updates`` in one ``values.batchUpdate``.
+
+        ``None`` for ``last_stage_sent`` / ``last_sent_at`` leaves that cell as it is. Missing
+        output columns are appended after the last column. Returns the rows written.
+        """
+        if snapshot.scope != self.spreadsheet_id:
+            raise ValueError(f"snapshot of {snapshot.scope!r}, not {self.spreadsheet_id!r}")
+        rows = {row.row: row for row in snapshot.rows}
+        columns = self._column_index(snapshot)
+        # The first free column: after the header, after any cell under a blank header (known
+        # for the latest read) and after columns this source already appended.
+        width = len(snapshot.headers)
+        if snapshot is self._last_snapshot:
+            width = max(width, self._data_width)
+        if self._added_headers:
+            width = max(width, max(self._added_headers) + 1 - self.range.first_col)
+        changes: dict[int, dict[int, _Cell]] = {}
+        new_headers: dict[int, str] = {}
+        for update in updates:
+            source = rows.get(update.row)
+            if source is None:
+                raise ValueError(f"row {update.row} is not an invoice row of this snapshot")
+            by_field = {normalize_header(key): value for key, value in source.values.items()}
+            for name, cell in _desired_cells(update):
+                key = normalize_header(name)
+                col = columns.get(key)
+                if col is None:
+                    current: object = ""
+                else:
+                    current = self._written.get((update.row, col), by_field.get(key, ""))
+                if _same(current, cell.reads_as):
+                    continue
+                if col is None:
+                    col = self.range.first_col + width + len(new_headers)
+                    if self.range.last_col is not None and col > self.range.last_col:
+                        raise SheetsError(
+                            f"no room for column {name!r} inside {self.range.a1()}: widen the"
+                            " range or add the column to the sheet",
+                            retryable=False,
+                            code="range_too_narrow",
+                        )
+                    columns[key] = col
+                    new_headers[col] = name
+                changes.setdefault(update.row, {})[col] = cell
+        if not changes:
+            return 0  # nothing changed: no request at all
+        header_row = self.range.first_row
+        header_cells = {col: _Cell("'" + name, name) for col, name in new_headers.items()}
+        data = _ranges(self.range, header_row, header_cells)
+        for row in sorted(changes):
+            data.extend(_ranges(self.range, row, changes[row]))
+        self._execute(
+            self._service.spreadsheets()
+            .values()
+            .batchUpdate(
+                spreadsheetId=self.spreadsheet_id,
+                # USER_ENTERED so ISO dates land as real date cells and the HYPERLINK formula
+                # works; every other text is sent with a leading apostrophe, which Sheets reads
+                # as "this is text" and does not store.
+                body={"valueInputOption": "USER_ENTERED", "data": data},
+            )
+        )
+        self._added_headers.update(new_headers)
+        for row, cells in changes.items():
+            for col, cell in cells.items():
+                self._written[(row, col)] = cell.reads_as
+        return len(changes)
+
+    def _column_index(self, snapshot: SheetSnapshot) -> dict[str, int]:
+        """Normalised header -> absolute 0-based column (the first of duplicates wins)."""
+        index: dict[str, int] = {}
+        for i, header in enumerate(snapshot.headers):
+            if header:
+                index.setdefault(normalize_header(header), self.range.first_col + i)
+        for col, header in self._added_headers.items():
+            index.setdefault(normalize_header(header), col)
+        return index
+
+    # -- transport ----------------------------------------------------------------------------
+    def _execute(self, request: Any) -> dict[str, Any]:
+        """Run one API request, backing off on 429/5xx/rate-limit 403 and transport errors."""
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                with self._lock:
+                    self.api_calls += 1
+                    # The client's own retries are off: this loop owns backoff and counting.
+                    return cast(dict[str, Any], request.execute(num_retries=0))
+            except RefreshError as exc:
+                # A bare-token Credentials turns Google's 401 into RefreshError (DESIGN §7).
+                raise SheetsAuthorizationError() from exc
+            except HttpError as exc:
+                status = int(exc.resp.status)
+                if status == 401:
+                    raise SheetsAuthorizationError() from exc
+                retryable = status in _RETRY_STATUSES or (
+                    status == 403 and bool(_error_reasons(exc) & _RATE_REASONS)
+                )
+                if not retryable or attempt >= self._retry.attempts:
+                    raise SheetsError(
+                        f"Sheets API answered {status}: {_error_message(exc)}",
+                        retryable=retryable,
+                        status=status,
+                        code=_error_code(status),
+                    ) from exc
+                retry_after = _retry_after(exc.resp.get("retry-after"))
+            except (OSError, HttpLib2Error, TransportError) as exc:
+                if attempt >= self._retry.attempts:
+                    raise SheetsError(f"Sheets API unreachable: {exc}", retryable=True) from exc
+            # Safe to repeat: a read changes nothing and a batchUpdate writes the same values.
+            self._sleep(self._retry.delay(attempt, self._rng, retry_after))
+
+
+def _desired_cells(update: WriteBack) -> Iterable[tuple[str, _Cell]]:
+    """The output cells of one WriteBack, by field name."""
+    if update.last_stage_sent is not None:
+        yield "last_stage_sent", _Cell(update.last_stage_sent, update.last_stage_sent)
+    if update.last_sent_at is not None:
+        # ISO text under USER_ENTERED is parsed as a date in every locale and gets a date
+        # format; a bare serial number would show as 45679 unless the column was formatted.
+        yield "last_sent_at", _Cell(update.last_sent_at.isoformat(), update.last_sent_at)
+    yield "reminder_status", _text_cell(update.reminder_status, allow_link=True)
+    for name, value in update.extra.items():
+        key = normalize_header(name)
+        if key in _INPUT_KEYS:
+            # The invoice's own data is the bookkeeper's; a write-back never rewrites it.
+            raise ValueError(f"extra field {name!r} names an input column")
+        if key not in _OUTPUT_KEYS:
+            yield name, _text_cell(value, allow_link=False)
+
+
+def _text_cell(text: str, *, allow_link: bool) -> _Cell:
+    match = _HYPERLINK.match(text) if allow_link else None
+    if match:
+        return _Cell(text, match.group(2).replace('""', '"'))  # reads back as its label
+    return _Cell("'" + text if text else "", text)
+
+
+def _ranges(target: SheetRange, row: int, cells: Mapping[int, _Cell]) -> list[dict[str, Any]]:
+    """One ValueRange per run of adjacent columns, so no other cell is ever in a range."""
+    out: list[dict[str, Any]] = []
+    run: list[int] = []
+    for col in [*sorted(cells), None]:
+        if run and (col is None or col != run[-1] + 1):
+            first, last = column_letters(run[0]), column_letters(run[-1])
+            cells_a1 = f"{first}{row}" if run[0] == run[-1] else f"{first}{row}:{last}{row}"
+            out.append({"range": target.cells(cells_a1), "values": [[cells[c].send for c in run]]})
+            run = []
+        if col is not None:
+            run.append(col)
+    return out
+
+
+def _text(value: object) -> str:
+    """A cell as text, the way it compares: 7.0 -> '7', None -> ''."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def _same(current: object, desired: object) -> bool:
+    """Whether a cell read as ``current`` already holds ``desired``."""
+    if isinstance(desired, dt.date):
+        try:
+            return parse_date(current) == desired
+        except DateParseError:
+            return False
+    if isinstance(desired, int) and not isinstance(desired, bool):
+        try:
+            return Decimal(_text(current)) == desired
+        except InvalidOperation:
+            return False
+    return _text(current) == _text(desired)
+
+
+def _error_payload(exc: HttpError) -> dict[str, Any]:
+    try:
+        payload = json.loads(exc.content.decode("utf-8"))
+    except (ValueError, AttributeError):
+        return {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_reasons(exc: HttpError) -> set[str]:
+    error = _error_payload(exc)
+    items = [*error.get("errors", []), *error.get("details", [])]
+    return {str(item.get("reason")) for item in items if isinstance(item, dict)}
+
+
+def _error_message(exc: HttpError) -> str:
+    return str(_error_payload(exc).get("message") or exc.resp.reason or "error")
+
+
+def _error_code(status: int) -> str:
+    return {
+        400: "bad_request",
+        403: "forbidden",
+        404: "not_found",
+        429: "rate_limited",
+    }.get(status, "unavailable" if status >= 500 else "sheets_error")
+
+
+def _retry_after(value: object) -> float | None:
+    try:
+        return max(0.0, float(str(value))) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date Retry-After: fall back to our own backoff

@@ -1,0 +1,131 @@
+"""A Slack alert (incoming webhook) listing a run's late-stage, high-balance drafts.
+
+One message per run, ids and amounts only: never an email body. Slack being down must never
+cost a run its drafts, so every failure is logged and reported as ``False``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from service.domain.money import format_money
+
+logger = logging.getLogger(__name__)
+
+# Slack's limits: 50 blocks per message, 3,000 characters per section text.
+_MAX_SECTIONS = 45
+_MAX_SECTION_CHARS = 2900
+
+
+@dataclass(frozen=True)
+class SlackItem:
+    """One created draft as the alert shows it."""
+
+    invoice_id: str
+    client_name: str
+    stage: int
+    balance: Decimal
+    currency: str
+    draft_url: str | None = None
+
+
+def _escape(text: str) -> str:
+    # Slack reads <…> as links and mentions: a client named "<!channel>" must not ping anyone.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _amount(item: SlackItem, locale: str) -> str:
+    try:
+        return format_money(item.balance, item.currency, locale)
+    except (ValueError, LookupError):  # an odd currency must not lose the alert
+        return f"{item.balance} {item.currency}"
+
+
+class SlackNotifier:
+    """Posts one message per run to a Slack incoming webhook."""
+
+    def __init__(
+        self,
+        webhook_url: str,
+        min_amount: Decimal,
+        min_stage: int = 28,
+        session: requests.Session | None = None,
+        *,
+        locale: str = "en_US",
+        timeout: float = 5.0,
+    ) -> None:
+        self._webhook_url = webhook_url  # a credential: never logged
+        self.min_amount = min_amount
+        self.min_stage = min_stage
+        self._session = session if session is not None else requests.Session()
+        self.locale = locale
+        self.timeout = timeout
+
+    def qualifying(self, drafts: Sequence[SlackItem]) -> list[SlackItem]:
+        """The drafts worth an alert, latest stage and largest balance first."""
+        chosen = [d for d in drafts if d.stage >= self.min_stage and d.balance >= self.min_amount]
+        return sorted(chosen, key=lambda d: (-d.stage, -d.balance, d.invoice_id))
+
+    def message(self, items: Sequence[SlackItem]) -> dict[str, Any]:
+        """The webhook payload (Block Kit, with a plain ``text`` fallback for notifications)."""
+        summary = (
+            f"{len(items)} overdue invoice reminder{'s' if len(items) != 1 else ''} "
+            f"at stage {self.min_stage}+ drafted for review"
+        )
+        lines = []
+        for item in items:
+            invoice = _escape(item.invoice_id)
+            if item.draft_url:
+                url = item.draft_url.replace("|", "%7C").replace(">", "%3E")
+                invoice = f"<{url}|{invoice}>"
+            lines.append(
+                f"• *{invoice}* · {_escape(item.client_name)} · stage {item.stage} · "
+                f"{_escape(_amount(item, self.locale))}"
+            )
+        sections: list[str] = []
+        for line in lines:
+            if sections and len(sections[-1]) + len(line) + 1 <= _MAX_SECTION_CHARS:
+                sections[-1] += "\n" + line
+            elif len(sections) < _MAX_SECTIONS:
+                sections.append(line[:_MAX_SECTION_CHARS])
+            else:
+                break
+        shown = sum(s.count("\n") + 1 for s in sections)
+        if shown < len(items):
+            sections.append(f"…and {len(items) - shown} more")
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary}*"}}
+        ]
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections]
+        return {"text": summary, "blocks": blocks}
+
+    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+        """Post one alert for the qualifying drafts; True only when Slack accepted a message."""
+        items = self.qualifying(drafts)
+        if not items:
+            return False
+        try:
+            response = self._session.post(
+                self._webhook_url, json=self.message(items), timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            # Only the type: requests' messages quote the URL, and the URL is the secret.
+            logger.warning("slack alert failed", extra={"error": type(exc).__name__})
+            return False
+        except Exception:  # an alert is never worth failing the run that drafted the invoices
+            logger.exception("slack alert could not be sent")
+            return False
+        if response.status_code != 200:
+            logger.warning(
+                "slack alert rejected",
+                extra={"status_code": response.status_code, "error": response.text[:200]},
+            )
+            return False
+        logger.info("slack alert sent", extra={"drafts": len(items)})
+        return True

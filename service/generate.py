@@ -1,0 +1,253 @@
+"""generate_drafts(): the exactly-once flow of DESIGN §7 over planned rows.
+
+For each row to draft: claim the (scope, invoice, stage) key in the ledger → create the draft
+(or, when the key was left by a crashed holder, adopt the draft it may already have made) →
+record its ids. A caller that loses the claim reports the row as a duplicate. A failed
+create releases the key as retryable. No email body is stored or logged anywhere here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from service.domain.decide import Action, Reason
+from service.drafting import HeaderInjectionError, build_draft
+from service.planning import PlannedRow
+from service.ports import (
+    AuthorizationError,
+    ClaimOutcome,
+    CreatedDraft,
+    DraftKey,
+    DraftSink,
+    Ledger,
+    LedgerEntry,
+    OutgoingDraft,
+    SinkError,
+    ThreadRef,
+    WriteBack,
+)
+from service.rendering import (
+    RenderedEmail,
+    RenderSettings,
+    TemplateLoadError,
+    TemplateSet,
+    merge_fields,
+)
+from service.results import reminder_status
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """What the drafting flow needs from the configuration."""
+
+    sender: str
+    sender_domain: str
+    render: RenderSettings = field(default_factory=RenderSettings)
+    lease_seconds: float = 120.0
+    thread_followups: bool = False
+
+
+@dataclass(frozen=True)
+class DraftOutcome:
+    """What happened to one planned row."""
+
+    planned: PlannedRow
+    action: Action
+    reason: Reason
+    entry: LedgerEntry | None = None
+    error: str | None = None
+    retryable: bool | None = None
+    adopted: bool = False
+    replayed: bool = False  # answered from the ledger for a repeated Idempotency-Key
+
+    @property
+    def writeback(self) -> WriteBack | None:
+        """The output cells for the row, once its draft exists."""
+        e = self.entry
+        if e is None or e.draft_id is None or self.planned.row is None:
+            return None
+        drafted_on = e.drafted_on or e.reserved_at.date()
+        return WriteBack(
+            row=self.planned.row,
+            last_stage_sent=e.key.stage,
+            last_sent_at=drafted_on,
+            reminder_status=reminder_status(
+                e.key.stage, self.planned.decision.days_overdue, drafted_on
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    outcomes: list[DraftOutcome]
+    stopped: str | None = None  # "gmail_unauthorized" when the mailbox refused us
+
+    @property
+    def drafted(self) -> int:
+        """Rows whose draft was created (or adopted) by this call."""
+        return sum(1 for o in self.outcomes if o.reason is Reason.DRAFTED)
+
+
+@dataclass
+class _Run:
+    scope: str
+    today: dt.date
+    ledger: Ledger
+    sink: DraftSink
+    settings: DraftSettings
+    templates: TemplateSet
+    clock: Clock
+    request_key: str | None
+
+
+def generate_drafts(
+    planned: Sequence[PlannedRow],
+    *,
+    scope: str,
+    today: dt.date,
+    ledger: Ledger,
+    sink: DraftSink,
+    settings: DraftSettings,
+    templates: TemplateSet,
+    clock: Clock,
+    request_key: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_created: Callable[[DraftOutcome], None] | None = None,
+) -> GenerateResult:
+    """Create a draft for every planned `draft` row, at most once per (scope, invoice, stage)."""
+    run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key)
+    outcomes: list[DraftOutcome] = []
+    stopped: str | None = None
+    total = sum(1 for p in planned if p.is_draft)
+    done = 0
+    for item in planned:
+        if not item.is_draft:
+            outcomes.append(DraftOutcome(item, item.decision.action, item.decision.reason))
+            continue
+        if stopped is not None:
+            outcomes.append(
+                DraftOutcome(item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
+            )
+            continue
+        try:
+            outcome = _draft_one(run, item)
+        except AuthorizationError as exc:
+            stopped = Reason.GMAIL_UNAUTHORIZED.value
+            outcome = DraftOutcome(
+                item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, error=str(exc), retryable=True
+            )
+        outcomes.append(outcome)
+        if on_created is not None and outcome.reason is Reason.DRAFTED and not outcome.replayed:
+            on_created(outcome)
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total)
+    return GenerateResult(outcomes, stopped)
+
+
+def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
+    assert item.invoice is not None and item.decision.stage is not None
+    key = DraftKey(run.scope, item.invoice_id, item.decision.stage)
+    claim = run.ledger.claim(
+        key, now=run.clock(), lease_seconds=run.settings.lease_seconds, request_key=run.request_key
+    )
+    if claim.outcome is ClaimOutcome.CREATED:
+        # Drafted before. A replay of the same request (same Idempotency-Key) answers as the
+        # first did; anyone else learns it is a duplicate — with the draft's ids either way.
+        replay = run.request_key is not None and claim.entry.request_key == run.request_key
+        return DraftOutcome(
+            item,
+            Action.DRAFT if replay else Action.SKIP,
+            Reason.DRAFTED if replay else Reason.DUPLICATE,
+            entry=claim.entry,
+            replayed=replay,
+        )
+    if claim.outcome is ClaimOutcome.BUSY:
+        return DraftOutcome(item, Action.SKIP, Reason.DUPLICATE, retryable=True)
+
+    try:
+        draft = _build(run, item, key)
+    except (HeaderInjectionError, ValueError, TypeError, TemplateLoadError) as exc:
+        run.ledger.record_failed(key, f"invalid message: {exc}", now=run.clock())
+        return DraftOutcome(
+            item, Action.ERROR, Reason.DRAFT_FAILED, error=str(exc), retryable=False
+        )
+
+    try:
+        found: CreatedDraft | None = run.sink.find(draft) if claim.recovered else None
+        created = found or run.sink.create(draft)
+    except AuthorizationError:
+        run.ledger.record_failed(key, "gmail authorisation failed", now=run.clock())
+        raise
+    except SinkError as exc:
+        run.ledger.record_failed(key, f"{exc.code}: {exc}", now=run.clock())
+        log.warning(
+            "draft failed",
+            extra={
+                "invoice_id": key.invoice_id,
+                "stage": key.stage,
+                "code": exc.code,
+                "retryable": exc.retryable,
+            },
+        )
+        return DraftOutcome(
+            item, Action.ERROR, Reason.DRAFT_FAILED, error=str(exc), retryable=exc.retryable
+        )
+    except Exception as exc:
+        # An adapter bug must not leave the key reserved until the lease runs out.
+        run.ledger.record_failed(key, f"unexpected: {type(exc).__name__}", now=run.clock())
+        raise
+    entry = run.ledger.record_created(key, created, drafted_on=run.today, now=run.clock())
+    log.info(
+        "draft created",
+        extra={
+            "invoice_id": key.invoice_id,
+            "stage": key.stage,
+            "draft_id": created.draft_id,
+            "adopted": found is not None,
+        },
+    )
+    return DraftOutcome(item, Action.DRAFT, Reason.DRAFTED, entry=entry, adopted=found is not None)
+
+
+def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:
+    assert item.invoice is not None and item.email is not None
+    email: RenderedEmail = item.email
+    subject = email.subject
+    thread: ThreadRef | None = None
+    if run.settings.thread_followups:
+        earlier = run.ledger.latest_created(run.scope, item.invoice_id, key.stage)
+        if earlier is not None and earlier.rfc_message_id:
+            # Gmail threads a reply only when its subject matches the thread's: reuse the
+            # subject of the first reminder (re-rendered; subjects are never stored).
+            first = _first_subject(run, item) or subject
+            subject = first if first.lower().startswith("re:") else f"Re: {first}"
+            thread = ThreadRef(earlier.thread_id, earlier.rfc_message_id, first)
+    return build_draft(
+        key,
+        item.invoice.client_emails,
+        run.settings.sender,
+        subject,
+        email.body,
+        thread=thread,
+        domain=run.settings.sender_domain,
+        now=run.clock(),
+    )
+
+
+def _first_subject(run: _Run, item: PlannedRow) -> str | None:
+    assert item.invoice is not None
+    for stage in sorted(run.templates.templates):
+        entry = run.ledger.get(DraftKey(run.scope, item.invoice_id, stage))
+        if entry is not None and entry.draft_id:
+            fields = merge_fields(
+                item.invoice, days_overdue=stage, stage=stage, settings=run.settings.render
+            )
+            return run.templates.render(stage, fields).subject
+    return None

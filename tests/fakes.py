@@ -1,0 +1,128 @@
+"""In-memory fakes of our own ports, for unit tests (HOUSE_STYLE: fakes, not mocks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import replace
+
+from service.ports import (
+    Claim,
+    ClaimOutcome,
+    CreatedDraft,
+    DraftKey,
+    EntryState,
+    LedgerEntry,
+    OutgoingDraft,
+    SinkError,
+)
+
+
+class FakeLedger:
+    """The Ledger protocol over a dict, with the same claim rules as the SQL ledger."""
+
+    def __init__(self) -> None:
+        self.entries: dict[DraftKey, LedgerEntry] = {}
+        self._lock = threading.Lock()
+
+    def claim(
+        self,
+        key: DraftKey,
+        *,
+        now: dt.datetime,
+        lease_seconds: float,
+        request_key: str | None = None,
+    ) -> Claim:
+        lease = now + dt.timedelta(seconds=lease_seconds)
+        with self._lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = LedgerEntry(key, EntryState.RESERVED, now, lease, request_key=request_key)
+                self.entries[key] = entry
+                return Claim(ClaimOutcome.CLAIMED, entry)
+            if entry.state is EntryState.CREATED:
+                return Claim(ClaimOutcome.CREATED, entry)
+            if entry.state is EntryState.FAILED or entry.lease_until < now:
+                recovered = entry.state is EntryState.RESERVED
+                entry = replace(
+                    entry,
+                    state=EntryState.RESERVED,
+                    reserved_at=now,
+                    lease_until=lease,
+                    request_key=request_key,
+                )
+                self.entries[key] = entry
+                return Claim(ClaimOutcome.CLAIMED, entry, recovered=recovered)
+            return Claim(ClaimOutcome.BUSY, entry)
+
+    def record_created(
+        self, key: DraftKey, created: CreatedDraft, *, drafted_on: dt.date, now: dt.datetime
+    ) -> LedgerEntry:
+        with self._lock:
+            entry = replace(
+                self.entries[key],
+                state=EntryState.CREATED,
+                draft_id=created.draft_id,
+                message_id=created.message_id,
+                thread_id=created.thread_id,
+                rfc_message_id=created.rfc_message_id,
+                draft_url=created.url,
+                drafted_on=drafted_on,
+                error=None,
+            )
+            self.entries[key] = entry
+            return entry
+
+    def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
+        with self._lock:
+            old = self.entries[key]
+            entry = replace(old, state=EntryState.FAILED, error=error, attempts=old.attempts + 1)
+            self.entries[key] = entry
+            return entry
+
+    def get(self, key: DraftKey) -> LedgerEntry | None:
+        return self.entries.get(key)
+
+    def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
+        found = [
+            e
+            for k, e in self.entries.items()
+            if k.scope == scope
+            and k.invoice_id == invoice_id
+            and k.stage < below_stage
+            and e.state is EntryState.CREATED
+        ]
+        return max(found, key=lambda e: e.key.stage, default=None)
+
+
+class FakeSink:
+    """A DraftSink that keeps drafts in a list; failures are scripted per call."""
+
+    def __init__(self) -> None:
+        self.drafts: list[OutgoingDraft] = []
+        self.ids: dict[str, CreatedDraft] = {}
+        self.failures: list[Exception] = []  # raised (first in, first out) by create()
+        self.create_calls = 0
+        self.find_calls = 0
+
+    def create(self, draft: OutgoingDraft) -> CreatedDraft:
+        self.create_calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.drafts.append(draft)
+        n = len(self.drafts)
+        thread = draft.thread.thread_id if draft.thread and draft.thread.thread_id else f"t{n}"
+        created = CreatedDraft(f"d{n}", f"m{n}", thread, draft.rfc_message_id, f"https://x/{n}")
+        self.ids[draft.key.header_value()] = created
+        return created
+
+    def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
+        self.find_calls += 1
+        return self.ids.get(draft.key.header_value())
+
+    def keys(self) -> list[str]:
+        return [d.key.header_value() for d in self.drafts]
+
+
+def transient(message: str = "backend error") -> SinkError:
+    return SinkError(message, retryable=True, code="unavailable")

@@ -1,0 +1,100 @@
+"""The Slack alert: one message per run, only late and large drafts, failures never raise."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+import requests
+import responses
+
+from service.adapters.slack import SlackItem, SlackNotifier
+
+HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"
+
+
+def _item(invoice_id: str, stage: int, balance: str, **kw: str) -> SlackItem:
+    return SlackItem(
+        invoice_id=invoice_id,
+        client_name=kw.get("client_name", "Acme Ltd"),
+        stage=stage,
+        balance=Decimal(balance),
+        currency=kw.get("currency", "USD"),
+        draft_url=kw.get("draft_url"),
+    )
+
+
+def _sent_text(call: responses.Call) -> str:
+    assert call.request.body is not None
+    payload = json.loads(call.request.body)
+    return "\n".join(block["text"]["text"] for block in payload["blocks"])
+
+
+@responses.activate
+def test_one_message_lists_only_drafts_at_stage_28_and_above_the_threshold() -> None:
+    responses.post(HOOK, body="ok")
+    notifier = SlackNotifier(HOOK, min_amount=Decimal("1000"))
+    drafts = [
+        _item("INV-1", 28, "1234.50", draft_url="https://mail.google.com/mail/#drafts/1"),
+        _item("INV-2", 21, "5000"),  # stage too early
+        _item("INV-3", 42, "999.99"),  # balance too small
+        _item("INV-4", 42, "1000", currency="EUR"),
+    ]
+    assert notifier.notify_run(drafts) is True
+    assert len(responses.calls) == 1
+    text = _sent_text(responses.calls[0])
+    assert "INV-1" in text
+    assert "INV-4" in text
+    assert "INV-2" not in text
+    assert "INV-3" not in text
+    assert "$1,234.50" in text
+    assert "€1,000.00" in text
+    assert "<https://mail.google.com/mail/#drafts/1|INV-1>" in text
+    assert text.index("INV-4") < text.index("INV-1")  # the latest stage first
+
+
+@responses.activate
+def test_no_message_when_no_draft_qualifies() -> None:
+    notifier = SlackNotifier(HOOK, min_amount=Decimal("500"))
+    assert notifier.notify_run([_item("INV-1", 21, "9000"), _item("INV-2", 35, "10")]) is False
+    assert notifier.notify_run([]) is False
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_client_names_cannot_mention_the_channel() -> None:
+    responses.post(HOOK, body="ok")
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0))
+    notifier.notify_run([_item("INV-1", 28, "5", client_name="<!channel> & co")])
+    text = _sent_text(responses.calls[0])
+    assert "<!channel>" not in text
+    assert "&lt;!channel&gt; &amp; co" in text
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 404, "body": "no_service"},
+        {"status": 500, "body": "internal"},
+        {"body": requests.ConnectTimeout("connect timeout to " + HOOK)},
+        {"body": requests.ConnectionError("refused")},
+    ],
+)
+@responses.activate
+def test_a_slack_failure_returns_false_and_never_raises(
+    failure: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    responses.post(HOOK, **failure)  # type: ignore[arg-type]
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0))
+    assert notifier.notify_run([_item("INV-1", 28, "5")]) is False
+    assert "XXXXXXXX" not in caplog.text
+
+
+def test_a_message_with_many_drafts_stays_within_slack_limits() -> None:
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0))
+    items = [_item(f"INV-{n:05}", 42, "100", client_name="C" * 80) for n in range(3000)]
+    payload = notifier.message(notifier.qualifying(items))
+    assert len(payload["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in payload["blocks"])
+    assert payload["blocks"][-1]["text"]["text"].startswith("…and ")
