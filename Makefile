@@ -49,7 +49,6 @@ test-python: install-dev
 	$(BIN)/pytest -q
 
 test-apps-script: browser
-	@if [ ! -f apps_script/package.json ]; then echo "SKIPPED Apps Script suites: apps_script/package.json does not exist yet"; exit 0; fi; \
 	cd apps_script && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test
 
 test: lint typecheck test-python test-apps-script  ## every suite: Python, Apps Script (Node), sidebar (Chromium)
