@@ -125,7 +125,8 @@ def gunicorn(
             try:
                 requests.get(base + "/healthz", timeout=1)
                 break
-            except requests.ConnectionError:
+            # A worker still importing can accept and then time out: keep waiting then too.
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.1)

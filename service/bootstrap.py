@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.generate import DraftOutcome, DraftSettings
 from service.planning import PlanSettings
-from service.ports import AuthorizationError, DraftSink, Ledger
+from service.ports import AuthorizationError, DraftSink, InvoiceSource, Ledger, PaymentLinks
 from service.rendering import TemplateSet
+from service.runs import RunSettings, Window
 
 if TYPE_CHECKING:
     from service.adapters.runs_sql import SqlRuns
     from service.adapters.sends_log import SendsLog
+    from service.adapters.slack import SlackNotifier
 
 Clock = Callable[[], dt.datetime]
 
@@ -68,6 +70,7 @@ class Services:
             render=s.render_settings,
             lease_seconds=s.reservation_lease_seconds,
             thread_followups=s.thread_followups,
+            concurrency=s.draft_concurrency,
         )
 
     @cached_property
@@ -124,11 +127,18 @@ class Services:
             credentials = server_credentials(s, scopes="gmail")
             if credentials is None:
                 raise GmailTokenMissing()
+        from service.adapters.google_api import RetryPolicy
+
         return GmailSink(
             credentials,  # type: ignore[arg-type]
             endpoint=s.gmail_api_endpoint,
             mailbox=s.gmail_sender or None,
             drafts_per_second=s.gmail_drafts_per_second,
+            # Bounded well inside the ledger's reservation lease, so a slow holder finishes
+            # (or gives up) before anyone may take its key over.
+            policy=RetryPolicy(
+                max_total_s=min(s.gmail_retry_seconds, s.reservation_lease_seconds / 2)
+            ),
         )
 
     def after_draft(self, outcome: DraftOutcome) -> None:
@@ -141,6 +151,80 @@ class Services:
             outcome.entry.key.stage,
             list(outcome.planned.invoice.client_emails),
         )
+
+    @property
+    def run_settings(self) -> RunSettings:
+        """The settings run_sheet() takes."""
+        s = self.settings
+        return RunSettings(
+            plan=self.plan_settings,
+            draft=self.draft_settings,
+            timezone=s.timezone,
+            locale=s.locale,
+            window=Window(s.window_start, s.window_end, s.timezone),
+        )
+
+    def source(self, kind: str | None = None) -> InvoiceSource:
+        """The configured invoice source: ``sheets`` when GOOGLE_SHEETS_SPREADSHEET_ID is set,
+        else the ``csv`` file INVOICES_FILE; ``kind`` forces one."""
+        s = self.settings
+        kind = kind or ("sheets" if s.google_sheets_spreadsheet_id else "csv")
+        if kind == "csv":
+            from service.adapters.csvfile import CsvFileSource
+
+            return CsvFileSource(s.invoices_file)
+        if kind == "quickbooks":
+            return self.quickbooks_source()
+        if kind != "sheets":
+            raise ConfigError(f"the invoice source is csv, sheets or quickbooks, not {kind!r}")
+        if not s.google_sheets_spreadsheet_id:
+            raise ConfigError("GOOGLE_SHEETS_SPREADSHEET_ID is required to read a Google Sheet")
+        from service.adapters.google_credentials import server_credentials
+        from service.adapters.sheets import SheetsAuthorizationError, SheetsSource
+
+        credentials = server_credentials(s, scopes="sheets")
+        if credentials is None:
+            raise SheetsAuthorizationError(
+                "No Google credentials for Sheets: run `invoice-collector auth` "
+                "(or set GOOGLE_SERVICE_ACCOUNT_FILE)."
+            )
+        # TIMEZONE is the spreadsheet's timezone for headless runs: configuring it saves the
+        # extra spreadsheets.get a run would otherwise spend to learn it.
+        return SheetsSource(
+            s.google_sheets_spreadsheet_id,
+            s.google_sheets_range,
+            credentials=credentials,
+            endpoint=s.sheets_api_endpoint,
+            timezone=s.timezone,
+        )
+
+    def notifier(self) -> SlackNotifier | None:
+        """The Slack alert for late, large drafts, when SLACK_WEBHOOK_URL is set."""
+        s = self.settings
+        if not s.slack_webhook_url:
+            return None
+        from service.adapters.slack import SlackNotifier
+
+        return SlackNotifier(s.slack_webhook_url, s.slack_min_amount, locale=s.locale)
+
+    @cached_property
+    def payment_links(self) -> PaymentLinks | None:
+        """Stripe payment links for drafted reminders; None when STRIPE_API_KEY is unset."""
+        s = self.settings
+        if not s.stripe_api_key:
+            return None
+        from service.adapters.runs_sql import SqlPaymentLinks
+        from service.adapters.stripe_links import StripePaymentLinks
+
+        with self._lock:
+            store = SqlPaymentLinks(self._engine)  # links are kept beside the ledger
+        return StripePaymentLinks(s.stripe_api_key, store, api_base=s.stripe_api_base)
+
+    def quickbooks_source(self) -> InvoiceSource:
+        """QuickBooks Online open invoices, with reminder state read from the ledger."""
+        from service.adapters.quickbooks import quickbooks_source
+
+        return quickbooks_source(self.settings, self.ledger)
 
 
 def build_services(settings: Settings, clock: Clock = utc_now) -> Services:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 from service.domain.decide import Action, Reason
 from service.drafting import HeaderInjectionError, build_draft
@@ -25,6 +27,8 @@ from service.ports import (
     Ledger,
     LedgerEntry,
     OutgoingDraft,
+    PaymentLinkResult,
+    PaymentLinks,
     SinkError,
     ThreadRef,
     WriteBack,
@@ -51,6 +55,9 @@ class DraftSettings:
     render: RenderSettings = field(default_factory=RenderSettings)
     lease_seconds: float = 120.0
     thread_followups: bool = False
+    # Drafts in flight at once. Each draft is two durable ledger commits and a Gmail round
+    # trip; overlapping them lets one mailbox reach its quota's pace (the pacer holds the rate).
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class DraftOutcome:
     retryable: bool | None = None
     adopted: bool = False
     replayed: bool = False  # answered from the ledger for a repeated Idempotency-Key
+    payment_link: str | None = None  # the link merged into this draft, when there is one
+    payment_link_error: str | None = None  # why the draft went out without one
 
     @property
     def writeback(self) -> WriteBack | None:
@@ -73,13 +82,15 @@ class DraftOutcome:
         if e is None or e.draft_id is None or self.planned.row is None:
             return None
         drafted_on = e.drafted_on or e.reserved_at.date()
+        status = reminder_status(e.key.stage, self.planned.decision.days_overdue, drafted_on)
+        if self.payment_link_error:
+            status = f"{status}; no payment link: {self.payment_link_error}"
         return WriteBack(
             row=self.planned.row,
             last_stage_sent=e.key.stage,
             last_sent_at=drafted_on,
-            reminder_status=reminder_status(
-                e.key.stage, self.planned.decision.days_overdue, drafted_on
-            ),
+            reminder_status=status,
+            extra={"payment_link": self.payment_link} if self.payment_link else {},
         )
 
 
@@ -104,6 +115,7 @@ class _Run:
     templates: TemplateSet
     clock: Clock
     request_key: str | None
+    payment_links: PaymentLinks | None = None
 
 
 def generate_drafts(
@@ -119,36 +131,54 @@ def generate_drafts(
     request_key: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_created: Callable[[DraftOutcome], None] | None = None,
+    payment_links: PaymentLinks | None = None,
 ) -> GenerateResult:
-    """Create a draft for every planned `draft` row, at most once per (scope, invoice, stage)."""
-    run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key)
-    outcomes: list[DraftOutcome] = []
-    stopped: str | None = None
-    total = sum(1 for p in planned if p.is_draft)
-    done = 0
-    for item in planned:
-        if not item.is_draft:
-            outcomes.append(DraftOutcome(item, item.decision.action, item.decision.reason))
-            continue
-        if stopped is not None:
-            outcomes.append(
-                DraftOutcome(item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
-            )
-            continue
+    """Create a draft for every planned `draft` row, at most once per (scope, invoice, stage).
+
+    With ``payment_links``, each draft this call creates carries a link for the open balance;
+    a link that cannot be made leaves the draft without one and says why on its row.
+    """
+    run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key, payment_links)
+    outcomes: list[DraftOutcome | None] = [None] * len(planned)
+    todo: list[int] = []
+    for i, item in enumerate(planned):
+        if item.is_draft:
+            todo.append(i)
+        else:
+            outcomes[i] = DraftOutcome(item, item.decision.action, item.decision.reason)
+    stop = threading.Event()
+
+    def work(item: PlannedRow) -> DraftOutcome:
+        if stop.is_set():  # the mailbox refused us: try nothing more this run
+            return DraftOutcome(item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
         try:
-            outcome = _draft_one(run, item)
+            return _draft_one(run, item)
         except AuthorizationError as exc:
-            stopped = Reason.GMAIL_UNAUTHORIZED.value
-            outcome = DraftOutcome(
+            stop.set()
+            return DraftOutcome(
                 item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, error=str(exc), retryable=True
             )
-        outcomes.append(outcome)
-        if on_created is not None and outcome.reason is Reason.DRAFTED and not outcome.replayed:
-            on_created(outcome)
-        done += 1
-        if on_progress is not None:
-            on_progress(done, total)
-    return GenerateResult(outcomes, stopped)
+
+    items = [planned[i] for i in todo]
+    pool: ThreadPoolExecutor | None = None
+    results: Iterator[DraftOutcome]
+    if settings.concurrency > 1 and len(items) > 1:
+        pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="draft")
+        results = pool.map(work, items)
+    else:
+        results = map(work, items)
+    try:
+        for done, (i, outcome) in enumerate(zip(todo, results, strict=True), start=1):
+            outcomes[i] = outcome
+            if on_created is not None and outcome.reason is Reason.DRAFTED and not outcome.replayed:
+                on_created(outcome)
+            if on_progress is not None:
+                on_progress(done, len(todo))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    final = [o for o in outcomes if o is not None]
+    return GenerateResult(final, Reason.GMAIL_UNAUTHORIZED.value if stop.is_set() else None)
 
 
 def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
@@ -171,7 +201,12 @@ def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
     if claim.outcome is ClaimOutcome.BUSY:
         return DraftOutcome(item, Action.SKIP, Reason.DUPLICATE, retryable=True)
 
+    # Only now, with the key claimed, is a draft certain to be attempted: duplicates, dry runs
+    # and plans never make links.
+    link = _payment_link(run, item)
     try:
+        if link is not None and link.url:
+            item = _with_payment_link(run, item, link.url)
         draft = _build(run, item, key)
     except (HeaderInjectionError, ValueError, TypeError, TemplateLoadError) as exc:
         run.ledger.record_failed(key, f"invalid message: {exc}", now=run.clock())
@@ -213,7 +248,40 @@ def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
             "adopted": found is not None,
         },
     )
-    return DraftOutcome(item, Action.DRAFT, Reason.DRAFTED, entry=entry, adopted=found is not None)
+    return DraftOutcome(
+        item,
+        Action.DRAFT,
+        Reason.DRAFTED,
+        entry=entry,
+        adopted=found is not None,
+        payment_link=link.url if link else None,
+        payment_link_error=link.error if link else None,
+    )
+
+
+def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
+    if run.payment_links is None:
+        return None
+    assert item.invoice is not None
+    try:
+        return run.payment_links.link_for(run.scope, item.invoice)
+    except Exception as exc:  # the port promises not to raise; a bug must not cost the draft
+        log.exception("payment link failed", extra={"invoice_id": item.invoice_id})
+        return PaymentLinkResult(error=f"unexpected {type(exc).__name__}")
+
+
+def _with_payment_link(run: _Run, item: PlannedRow, url: str) -> PlannedRow:
+    # plan() rendered without a link (it has no side effects): render again with it, so the
+    # draft and the row returned for it show the same email.
+    assert item.invoice is not None and item.decision.stage is not None
+    fields = merge_fields(
+        item.invoice,
+        days_overdue=item.decision.days_overdue or 0,
+        stage=item.decision.stage,
+        settings=run.settings.render,
+        payment_link=url,
+    )
+    return replace(item, email=run.templates.render(item.decision.stage, fields))
 
 
 def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:

@@ -10,7 +10,10 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from service.domain.invoice import Invoice
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,4 +209,23 @@ class InvoiceSource(Protocol):
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write only changed output cells, in one request; returns the rows written."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Payment links (Stripe)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PaymentLinkResult:
+    """A link for an invoice's open balance, or why there is none (never both)."""
+
+    url: str | None = None
+    error: str | None = None
+
+
+class PaymentLinks(Protocol):
+    """Makes (or reuses) a payment link for what an invoice still owes."""
+
+    def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
+        """The link for ``invoice``'s balance; failures come back as ``error``, never raised."""
         ...

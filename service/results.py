@@ -148,6 +148,12 @@ def outcome_row_dict(
         out["message_id"] = entry.message_id
         out["thread_id"] = entry.thread_id
         out["draft_url"] = entry.draft_url
+    if outcome.payment_link:
+        out["payment_link"] = outcome.payment_link
+    if outcome.payment_link_error:
+        # The draft exists without a link: the row says why, so the bookkeeper can add one.
+        out.setdefault("errors", {})["payment_link"] = outcome.payment_link_error
+        out["message"] = f"{out['message']} No payment link: {outcome.payment_link_error}"
     wb = outcome.writeback
     if wb is not None:
         out["writeback"] = {

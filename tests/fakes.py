@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 
+from service.adapters.slack import SlackItem
 from service.ports import (
     Claim,
     ClaimOutcome,
@@ -14,7 +16,10 @@ from service.ports import (
     EntryState,
     LedgerEntry,
     OutgoingDraft,
+    SheetSnapshot,
     SinkError,
+    SourceRow,
+    WriteBack,
 )
 
 
@@ -126,3 +131,56 @@ class FakeSink:
 
 def transient(message: str = "backend error") -> SinkError:
     return SinkError(message, retryable=True, code="unavailable")
+
+
+class FakeSource:
+    """An InvoiceSource over in-memory rows; write-backs change the rows and are recorded."""
+
+    def __init__(
+        self,
+        rows: list[dict[str, object]],
+        *,
+        scope: str = "fake-sheet",
+        timezone: str | None = None,
+    ) -> None:
+        self.rows = [dict(r) for r in rows]
+        self.scope = scope
+        self.timezone = timezone
+        self.reads = 0
+        self.writes: list[list[WriteBack]] = []  # one entry per write_back call that wrote
+        self.fail_write: Exception | None = None
+
+    def read(self) -> SheetSnapshot:
+        self.reads += 1
+        rows = tuple(SourceRow(row=n, values=dict(r)) for n, r in enumerate(self.rows, start=2))
+        headers = tuple(self.rows[0]) if self.rows else ()
+        return SheetSnapshot(self.scope, headers, rows, self.timezone)
+
+    def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
+        if self.fail_write is not None:
+            raise self.fail_write
+        changed = 0
+        for u in updates:
+            row = self.rows[u.row - 2]
+            cells = {
+                "last_stage_sent": "" if u.last_stage_sent is None else str(u.last_stage_sent),
+                "last_sent_at": "" if u.last_sent_at is None else u.last_sent_at.isoformat(),
+                "reminder_status": u.reminder_status,
+            }
+            if any(row.get(k, "") != v for k, v in cells.items()):
+                row.update(cells)
+                changed += 1
+        if changed:
+            self.writes.append(list(updates))
+        return changed
+
+
+class FakeNotifier:
+    """A RunNotifier that keeps every alert it was asked to send."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[SlackItem]] = []
+
+    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+        self.calls.append(list(drafts))
+        return True

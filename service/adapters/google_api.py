@@ -206,14 +206,14 @@ _PACERS: dict[str, Pacer] = {}
 _PACERS_LOCK = threading.Lock()
 
 
-def pacer_for(mailbox: str, units_per_second: float) -> Pacer:
+def pacer_for(mailbox: str, units_per_second: float, burst_units: float | None = None) -> Pacer:
     """The process-wide pacer of one mailbox (created, or re-rated, on demand)."""
     with _PACERS_LOCK:
         pacer = _PACERS.get(mailbox)
         if pacer is None:
-            pacer = _PACERS[mailbox] = Pacer(units_per_second)
+            pacer = _PACERS[mailbox] = Pacer(units_per_second, burst_units)
         else:
-            pacer.configure(units_per_second)
+            pacer.configure(units_per_second, burst_units)
         return pacer
 
 

@@ -318,6 +318,8 @@ class SqlLedger:
         """
         require_aware(now)
         with self.engine.begin() as conn:
+            # From reserved, or from failed: a holder whose create was slow but did succeed
+            # after the key was marked failed still made the one real draft, so record it.
             conn.execute(
                 sa.update(draft_ledger)
                 .where(_is_key(key), _T.state != EntryState.CREATED.value)

@@ -65,6 +65,7 @@ class Drafts(MethodView):
             clock=svc.clock,
             request_key=request_key,
             on_created=svc.after_draft,
+            payment_links=svc.payment_links,
         )
         rows = [outcome_row_dict(o, locale=locale) for o in result.outcomes]
         body = envelope(ctx, planned, rows, locale)

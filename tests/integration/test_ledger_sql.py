@@ -28,12 +28,14 @@ from service.adapters.migrate import current_revision, head_revision, upgrade
 from service.adapters.runs_sql import PaymentLink, RunState, SqlPaymentLinks, SqlRuns
 from service.ports import ClaimOutcome, CreatedDraft, DraftKey, EntryState
 
+pytestmark = pytest.mark.timeout(60)  # a hang (lock, deadlock) fails fast, not at 300 s
+
 PG_ENV = "TEST_DATABASE_URL"
 NOW = dt.datetime(2025, 1, 22, 9, 0, tzinfo=dt.UTC)
 LEASE = 300.0
 KEY = DraftKey("sheet-abc", "INV-001", 14)
 RACE_KEYS = 200
-TIMEOUT = 60
+TIMEOUT = 45  # below the test timeout, so our own wait fails first, with a message
 
 
 def _created(n: int = 1) -> CreatedDraft:

@@ -16,6 +16,8 @@ from service.adapters.maildir import MaildirSink, draft_file_name
 from service.drafting import build_draft
 from service.ports import DraftKey, OutgoingDraft, SinkError, ThreadRef
 
+pytestmark = pytest.mark.timeout(20)  # a hang (lock, deadlock) fails fast, not at 300 s
+
 NOW = dt.datetime(2025, 1, 22, 9, 0, tzinfo=dt.UTC)
 KEY = DraftKey("/srv/invoices.csv", "INV-001", 7)
 

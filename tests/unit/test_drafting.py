@@ -16,6 +16,8 @@ import pytest
 from service.drafting import HeaderInjectionError, build_draft, message_id_for
 from service.ports import DraftKey, OutgoingDraft, ThreadRef
 
+pytestmark = pytest.mark.timeout(20)  # a hang (lock, deadlock) fails fast, not at 300 s
+
 NOW = dt.datetime(2025, 1, 22, 9, 30, tzinfo=dt.UTC)
 KEY = DraftKey("1AbCsheet", "INV-001", 14)
 

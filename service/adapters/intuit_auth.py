@@ -1,0 +1,191 @@
+"""Intuit OAuth 2 and polite HTTP for the QuickBooks Online API.
+
+An access token lasts an hour and is refreshed with the refresh token at Intuit's token
+endpoint (HTTP Basic with the app's client id and secret). Intuit rotates refresh tokens and
+the previous one stops working, so the newest is kept in a 0600 file that a restart reads.
+Tokens are never logged nor put in error messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from service.ports import AuthorizationError
+
+log = logging.getLogger(__name__)
+
+_EARLY_REFRESH = dt.timedelta(seconds=60)  # refresh before expiry, not on the first 401
+
+
+class QuickBooksError(Exception):
+    """QuickBooks could not be read; ``code`` is a short machine-readable reason."""
+
+    def __init__(self, message: str, *, code: str = "quickbooks_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class QuickBooksAuthorizationError(AuthorizationError):
+    """The connection to QuickBooks was refused: reconnect the app for a new refresh token."""
+
+    def __init__(self, message: str = "QuickBooks authorisation failed: reconnect the app") -> None:
+        super().__init__(message)
+        self.code = "quickbooks_unauthorized"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Bounded exponential backoff with jitter; a Retry-After is honoured up to ``max_delay``."""
+
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        wait = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return min(wait, self.max_delay)
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP-date: use our own backoff
+
+
+def send_with_retries(
+    call: Callable[[], requests.Response], backoff: Backoff, sleep: Callable[[float], None]
+) -> requests.Response:
+    """``call()`` again after 429, 5xx or a transport error, at most ``backoff.attempts`` times."""
+    for attempt in range(1, backoff.attempts + 1):
+        last = attempt == backoff.attempts
+        try:
+            response = call()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if last:
+                raise QuickBooksError(f"QuickBooks is unreachable: {type(exc).__name__}") from None
+            sleep(backoff.delay(attempt, None))
+            continue
+        if response.status_code != 429 and response.status_code < 500:
+            return response
+        if last:
+            return response
+        # QBO allows 500 requests a minute per company; a 429 says wait, Retry-After how long.
+        sleep(backoff.delay(attempt, _retry_after(response.headers.get("Retry-After"))))
+    raise AssertionError("unreachable")
+
+
+class RefreshTokenFile:
+    """The newest refresh token, kept beside the ledger with owner-only permissions."""
+
+    def __init__(self, path: Path, configured: str) -> None:
+        self.path = path
+        # A token derived from an older QBO_REFRESH_TOKEN is stale once the app is reconnected
+        # and the setting changed: the file remembers which configured token it descends from.
+        self._seed = hashlib.sha256(configured.encode()).hexdigest()[:16]
+
+    def load(self) -> str | None:
+        """The stored token when it descends from the configured one, else None."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("seed") != self._seed:
+            return None
+        token = data.get("refresh_token")
+        return token if isinstance(token, str) and token else None
+
+    def save(self, token: str) -> None:
+        """Replace the stored token atomically (0600)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"seed": self._seed, "refresh_token": token}, fh)
+        os.replace(tmp, self.path)
+
+
+class IntuitTokens:
+    """Access tokens for one QuickBooks company, refreshed at Intuit's token endpoint."""
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        token_url: str,
+        session: requests.Session,
+        token_file: RefreshTokenFile | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        timeout: float = 30.0,
+    ) -> None:
+        self._client = (client_id, client_secret)
+        self._file = token_file
+        self._refresh_token = (token_file.load() if token_file else None) or refresh_token
+        self._token_url = token_url
+        self._session = session
+        self._backoff = backoff
+        self._sleep = sleep
+        self._clock = clock
+        self._timeout = timeout
+        self._access: str | None = None
+        self._expires_at = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    def access_token(self) -> str:
+        """A token valid for at least another minute."""
+        if self._access is None or self._clock() + _EARLY_REFRESH >= self._expires_at:
+            return self.refresh()
+        return self._access
+
+    def refresh(self) -> str:
+        """Trade the refresh token for a new access token (and keep a rotated refresh token)."""
+        response = send_with_retries(
+            lambda: self._session.post(
+                self._token_url,
+                data={"grant_type": "refresh_token", "refresh_token": self._refresh_token},
+                auth=self._client,  # HTTP Basic with the app's client id and secret
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            ),
+            self._backoff,
+            self._sleep,
+        )
+        if response.status_code in (400, 401):
+            # invalid_grant: the refresh token expired or was revoked; only reconnecting helps.
+            raise QuickBooksAuthorizationError(
+                "QuickBooks refused the refresh token: reconnect the app and set QBO_REFRESH_TOKEN"
+            )
+        if response.status_code != 200:
+            raise QuickBooksError(
+                f"Intuit's token endpoint answered {response.status_code}", code="unavailable"
+            )
+        body = response.json()
+        self._access = str(body["access_token"])
+        self._expires_at = self._clock() + dt.timedelta(seconds=int(body.get("expires_in", 3600)))
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
+            self._refresh_token = rotated
+            if self._file is not None:
+                self._file.save(rotated)
+        log.info("quickbooks access token refreshed", extra={"expires_in": body.get("expires_in")})
+        return self._access

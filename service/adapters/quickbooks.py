@@ -1,0 +1,227 @@
+"""QuickBooks Online as an invoice source: open invoices from the Accounting API (DESIGN §11).
+
+Reads ``select * from Invoice where Balance > '0'`` page by page (STARTPOSITION/MAXRESULTS)
+and maps each invoice to the engine's row, with our field names as headers.
+
+Reminder state (last stage, last drafted day) has no column in QuickBooks, so it is read from
+the exactly-once ledger: the highest stage drafted for the invoice and the day it was drafted
+are exactly ``last_stage_sent`` and ``last_sent_at``. No second table can drift from the
+ledger (a draft is recorded there before any write-back could be), so ``write_back`` has
+nothing left to store and changes nothing in the client's books.
+
+OAuth 2 and retries live in ``intuit_auth``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import requests
+
+from service.adapters.intuit_auth import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    IntuitTokens,
+    QuickBooksAuthorizationError,
+    QuickBooksError,
+    RefreshTokenFile,
+    send_with_retries,
+)
+from service.config import ConfigError, Settings
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS
+from service.ports import Ledger, SheetSnapshot, SourceRow, WriteBack
+
+__all__ = ["QuickBooksAuthorizationError", "QuickBooksError", "QuickBooksSource"]
+
+QUERY = "select * from Invoice where Balance > '0'"
+MINOR_VERSION = "75"  # Intuit retired minor versions 1–74 in 2025
+MAX_PAGE_SIZE = 1000  # the most MAXRESULTS may ask for
+NO_STAGE_LIMIT = 2**31 - 1
+
+
+class QuickBooksSource:
+    """The InvoiceSource port on QuickBooks Online, for one company (realm)."""
+
+    def __init__(
+        self,
+        realm_id: str,
+        tokens: IntuitTokens,
+        ledger: Ledger,
+        *,
+        api_base: str,
+        session: requests.Session,
+        page_size: int = MAX_PAGE_SIZE,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 60.0,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1–{MAX_PAGE_SIZE}")
+        self.realm_id = realm_id
+        self.scope = f"quickbooks:{realm_id}"
+        self._tokens = tokens
+        self._ledger = ledger
+        self._url = f"{api_base.rstrip('/')}/v3/company/{realm_id}/query"
+        self._session = session
+        self._page_size = page_size
+        self._backoff = backoff
+        self._sleep = sleep
+        self._timeout = timeout
+
+    def read(self) -> SheetSnapshot:
+        """Every open invoice, with the reminder state the ledger holds for it."""
+        rows: list[SourceRow] = []
+        seen: set[str] = set()
+        for invoice in self._open_invoices():
+            # Offset paging can repeat an invoice when the set shifts between pages.
+            qbo_id = str(invoice.get("Id", ""))
+            if qbo_id and qbo_id in seen:
+                continue
+            seen.add(qbo_id)
+            values = invoice_values(invoice)
+            entry = self._ledger.latest_created(
+                self.scope, str(values["invoice_id"]), NO_STAGE_LIMIT
+            )
+            if entry is not None:
+                values["last_stage_sent"] = entry.key.stage
+                values["last_sent_at"] = entry.drafted_on or entry.reserved_at.date()
+            rows.append(SourceRow(row=len(rows) + 2, values=values))  # row 1 is the header
+        return SheetSnapshot(self.scope, INPUT_FIELDS + OUTPUT_FIELDS, tuple(rows))
+
+    def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
+        """Nothing to write: the ledger already holds each draft's stage and day (see above)."""
+        return 0
+
+    def _open_invoices(self) -> list[Mapping[str, Any]]:
+        out: list[Mapping[str, Any]] = []
+        start = 1  # STARTPOSITION is 1-based
+        while True:
+            query = f"{QUERY} STARTPOSITION {start} MAXRESULTS {self._page_size}"
+            page = self._query(query).get("Invoice", [])
+            out.extend(page)
+            if len(page) < self._page_size:
+                return out
+            start += self._page_size
+
+    def _query(self, query: str) -> Mapping[str, Any]:
+        refreshed = False
+        while True:
+            get = partial(self._get, query, self._tokens.access_token())
+            response = send_with_retries(get, self._backoff, self._sleep)
+            if response.status_code == 401 and not refreshed:
+                # The access token expired or was revoked early: refresh once, then retry.
+                self._tokens.refresh()
+                refreshed = True
+                continue
+            if response.status_code in (401, 403):
+                raise QuickBooksAuthorizationError()
+            body = _json(response)
+            if response.status_code != 200 or "Fault" in body:
+                raise QuickBooksError(_fault_message(response, body), code=_code(response))
+            result = body.get("QueryResponse", {})
+            return result if isinstance(result, Mapping) else {}
+
+    def _get(self, query: str, access_token: str) -> requests.Response:
+        return self._session.get(
+            self._url,
+            params={"query": query, "minorversion": MINOR_VERSION},
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            timeout=self._timeout,
+        )
+
+
+def invoice_values(invoice: Mapping[str, Any]) -> dict[str, object]:
+    """One QBO Invoice as a row keyed by our field names (reminder state left empty)."""
+    total = _decimal(invoice.get("TotalAmt"))
+    balance = _decimal(invoice.get("Balance"))
+    return {
+        # DocNumber is the number on the client's invoice; Id is QBO's key when there is none.
+        "invoice_id": str(invoice.get("DocNumber") or invoice.get("Id") or "").strip(),
+        "client_name": _ref(invoice, "CustomerRef", "name"),
+        "client_email": _ref(invoice, "BillEmail", "Address"),
+        "amount": total,
+        # Without multicurrency QBO may omit CurrencyRef: DEFAULT_CURRENCY then applies.
+        "currency": _ref(invoice, "CurrencyRef", "value"),
+        "due_date": _date(invoice.get("DueDate")),
+        "sent_date": _date(invoice.get("TxnDate")),
+        "status": "",
+        "amount_paid": total - balance if total is not None and balance is not None else None,
+        "notes": "",  # PrivateNote is internal to the business: never put it in an email
+        "last_stage_sent": None,
+        "last_sent_at": None,
+    }
+
+
+def _ref(invoice: Mapping[str, Any], name: str, key: str) -> str:
+    ref = invoice.get(name)
+    return str(ref.get(key) or "") if isinstance(ref, Mapping) else ""
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    # The body is parsed with parse_float=Decimal; str() keeps an int or a stray float exact.
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _date(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return value  # left for parse_row to report on the row
+    return value
+
+
+def _json(response: requests.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json(parse_float=Decimal)  # money stays exact
+    except ValueError:
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
+def _fault_message(response: requests.Response, body: Mapping[str, Any]) -> str:
+    errors = body.get("Fault", {}).get("Error", []) if isinstance(body.get("Fault"), dict) else []
+    detail = "; ".join(
+        str(e.get("Detail") or e.get("Message") or "") for e in errors if isinstance(e, dict)
+    )
+    tid = response.headers.get("intuit_tid")  # Intuit support asks for it
+    text = f"QuickBooks answered {response.status_code}" + (f": {detail}" if detail else "")
+    return text + (f" (intuit_tid {tid})" if tid else "")
+
+
+def _code(response: requests.Response) -> str:
+    if response.status_code == 429:
+        return "rate_limited"
+    return "unavailable" if response.status_code >= 500 else "quickbooks_error"
+
+
+def quickbooks_source(settings: Settings, ledger: Ledger) -> QuickBooksSource:
+    """The source for the configured company; ConfigError names any missing QBO_* setting."""
+    required = {
+        "QBO_REALM_ID": settings.qbo_realm_id,
+        "QBO_CLIENT_ID": settings.qbo_client_id,
+        "QBO_CLIENT_SECRET": settings.qbo_client_secret,
+        "QBO_REFRESH_TOKEN": settings.qbo_refresh_token,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        raise ConfigError(f"the QuickBooks source needs {', '.join(missing)}")
+    session = requests.Session()
+    tokens = IntuitTokens(
+        settings.qbo_client_id,
+        settings.qbo_client_secret,
+        settings.qbo_refresh_token,
+        token_url=settings.qbo_token_url,
+        session=session,
+        token_file=RefreshTokenFile(settings.qbo_token_file, settings.qbo_refresh_token),
+    )
+    return QuickBooksSource(
+        settings.qbo_realm_id, tokens, ledger, api_base=settings.qbo_api_base, session=session
+    )

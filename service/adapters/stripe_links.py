@@ -1,0 +1,184 @@
+"""Stripe payment links for the open balance of an overdue invoice (DESIGN §11).
+
+Payment Links, not Checkout Sessions: a Checkout Session's URL expires at most 24 hours after
+it is made (``expires_at`` may be 30 minutes to 24 hours), while a reminder may sit in Gmail
+drafts for days before the bookkeeper sends it, and the client may open it a week later. A
+Payment Link does not expire; it needs a Price, which ``line_items[].price_data`` creates
+inline in the same call. ``restrictions.completed_sessions.limit = 1`` stops it being paid
+twice, and the invoice id rides along in the PaymentIntent's metadata for reconciliation.
+
+One link per (scope, invoice, currency, balance), kept in the ``payment_links`` table: a later
+stage reuses it; a partial payment changes the balance and so makes a new one. Stripe errors
+never leave this module: they come back as text for the row's status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+import stripe
+
+from service.adapters.runs_sql import PaymentLink
+from service.domain.invoice import Invoice
+from service.ports import PaymentLinkResult
+
+log = logging.getLogger(__name__)
+
+# Stripe's own lists (docs.stripe.com/currencies), which differ from ISO 4217/CLDR in places:
+# the API reads ``unit_amount`` as whole units for these…
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"}
+    | {"PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+# …as thousandths for these, whose last digit Stripe requires to be 0…
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+# …and as hundredths for ISK, which card networks take in whole krónur only since 2023.
+WHOLE_UNITS_ONLY = frozenset({"ISK"})
+ERROR_MAX_CHARS = 300
+
+
+class AmountNotChargeable(ValueError):
+    """A balance Stripe cannot charge exactly in its currency (rounding would change it)."""
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """``amount`` in the integer unit Stripe's API expects for ``currency``.
+
+    Raises AmountNotChargeable rather than rounding: a link must ask for exactly what is owed.
+    """
+    code = currency.upper()
+    if code in ZERO_DECIMAL:
+        factor, step = 1, 1
+    elif code in THREE_DECIMAL:
+        factor, step = 1000, 10
+    elif code in WHOLE_UNITS_ONLY:
+        factor, step = 100, 100
+    else:
+        factor, step = 100, 1
+    minor = amount * factor
+    if minor != minor.to_integral_value() or int(minor) % step:
+        smallest = Decimal(step) / factor
+        raise AmountNotChargeable(
+            f"Stripe cannot charge {amount} {code} exactly (amounts in {code} go in steps of "
+            f"{smallest.normalize():f})"
+        )
+    return int(minor)
+
+
+class PaymentLinkStore(Protocol):
+    """Where made links are kept (``SqlPaymentLinks``)."""
+
+    def get_payment_link(
+        self, scope: str, invoice_id: str, currency: str, amount_minor: int
+    ) -> PaymentLink | None:
+        """The stored link for this balance, or None."""
+        ...
+
+    def save_payment_link(self, link: PaymentLink) -> PaymentLink:
+        """Store ``link`` unless one exists for the same balance; return the stored one."""
+        ...
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def idempotency_key(scope: str, invoice_id: str, currency: str, amount_minor: int) -> str:
+    """The Stripe Idempotency-Key for one balance's link: a retry within 24 h gets the same one."""
+    digest = hashlib.sha256(f"{scope}\0{invoice_id}\0{currency}\0{amount_minor}".encode())
+    return f"invoice-collector-link-{digest.hexdigest()[:48]}"
+
+
+class StripePaymentLinks:
+    """The PaymentLinks port on Stripe, with the links remembered in ``store``."""
+
+    def __init__(
+        self,
+        api_key: str,
+        store: PaymentLinkStore,
+        *,
+        api_base: str | None = None,
+        max_network_retries: int = 2,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        # The client retries connection errors, 409s and 5xx itself (with our idempotency key,
+        # so a retried create cannot make a second link).
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else {},
+            max_network_retries=max_network_retries,
+        )
+        self._store = store
+        self._clock = clock
+
+    def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
+        """A link for the invoice's open balance (made once, then reused), or why there is none."""
+        currency = invoice.currency.upper()
+        try:
+            amount_minor = to_minor_units(invoice.balance, currency)
+        except AmountNotChargeable as exc:
+            return PaymentLinkResult(error=str(exc))
+        if amount_minor <= 0:
+            return PaymentLinkResult(error="nothing is left to pay")
+        stored = self._store.get_payment_link(scope, invoice.invoice_id, currency, amount_minor)
+        if stored is not None:
+            return PaymentLinkResult(url=stored.url)
+        try:
+            created = self._create(scope, invoice, currency, amount_minor)
+        except stripe.StripeError as exc:
+            message = exc.user_message or type(exc).__name__
+            log.warning(
+                "payment link failed",
+                extra={
+                    "invoice_id": invoice.invoice_id,
+                    "http_status": exc.http_status,
+                    "code": exc.code,
+                },
+            )
+            return PaymentLinkResult(error=f"Stripe: {message}"[:ERROR_MAX_CHARS])
+        except Exception as exc:  # a link is optional: nothing here may block the draft
+            log.exception("payment link failed", extra={"invoice_id": invoice.invoice_id})
+            return PaymentLinkResult(error=f"Stripe: unexpected {type(exc).__name__}")
+        # First writer wins: two workers that raced both use the link that was stored first.
+        saved = self._store.save_payment_link(created)
+        return PaymentLinkResult(url=saved.url)
+
+    def _create(
+        self, scope: str, invoice: Invoice, currency: str, amount_minor: int
+    ) -> PaymentLink:
+        metadata = {"invoice_id": invoice.invoice_id, "scope": scope[:500]}
+        link = self._client.v1.payment_links.create(
+            {
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": currency.lower(),
+                            "unit_amount": amount_minor,
+                            "product_data": {"name": f"Invoice {invoice.invoice_id}"},
+                        },
+                        "quantity": 1,
+                    }
+                ],
+                "restrictions": {"completed_sessions": {"limit": 1}},
+                "metadata": metadata,
+                "payment_intent_data": {
+                    "description": f"Invoice {invoice.invoice_id}",
+                    "metadata": metadata,
+                },
+            },
+            {"idempotency_key": idempotency_key(scope, invoice.invoice_id, currency, amount_minor)},
+        )
+        return PaymentLink(
+            scope=scope,
+            invoice_id=invoice.invoice_id,
+            currency=currency,
+            amount_minor=amount_minor,
+            url=link.url,
+            provider_id=link.id,
+            created_at=self._clock(),
+        )

@@ -1,0 +1,176 @@
+"""POST /v1/runs starts a headless run over the configured sheet; GET /v1/runs/{id} reports it.
+
+The run works in a background thread of the worker that accepted it; its state lives in the
+ledger database (SqlRuns), so any instance behind the load balancer can answer the GET.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from flask import Response, current_app, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.adapters.runs_sql import Run, RunState
+from service.api.app_context import services
+from service.api.errors import ApiError
+from service.api.jsonio import json_response
+from service.api.schemas import ErrorResponseSchema
+from service.api.schemas_runs import RunAcceptedSchema, RunRequestSchema, RunSchema
+from service.bootstrap import Services
+from service.config import ConfigError
+from service.ports import AuthorizationError, DraftSink, InvoiceSource
+from service.runs import RunStatus, run_sheet
+
+blp = Blueprint("runs", __name__, url_prefix="/v1", description="Headless runs")
+log = logging.getLogger(__name__)
+
+# Progress is written to the database at most this often (and at the end), not per draft.
+PROGRESS_EVERY_S = 0.5
+
+
+def _scope(source: InvoiceSource) -> str:
+    # CsvFileSource names its scope; SheetsSource is scoped by its spreadsheet id.
+    return str(getattr(source, "scope", None) or getattr(source, "spreadsheet_id", "unknown"))
+
+
+def run_body(run: Run) -> dict[str, Any]:
+    """A stored run as GET /v1/runs/{id} returns it."""
+    return {
+        "id": run.id,
+        "scope": run.scope,
+        "state": run.state.value,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "progress": {"done": run.done, "total": run.total},
+        "summary": dict(run.summary),
+        "results": list(run.results),
+        "error": run.error,
+    }
+
+
+def execute(
+    svc: Services,
+    run_id: str,
+    source: InvoiceSource,
+    sink: DraftSink | None,
+    args: dict[str, Any],
+) -> None:
+    """Carry out one accepted run and record its outcome; never raises."""
+    runs = svc.runs
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done == 0 or done == total or now - last >= PROGRESS_EVERY_S:
+            last = now
+            runs.update_run(run_id, now=svc.clock(), done=done, total=total)
+
+    try:
+        runs.update_run(run_id, now=svc.clock(), state=RunState.RUNNING)
+        report = run_sheet(
+            source,
+            ledger=svc.ledger,
+            sink=(lambda: sink) if sink is not None else (lambda: svc.sink_for(None)),
+            templates=svc.templates,
+            settings=svc.run_settings,
+            clock=svc.clock,
+            today=args["today"],
+            dry_run=args["dry_run"],
+            force=True,  # the window was checked when the run was accepted
+            notifier=svc.notifier(),
+            on_progress=progress,
+            on_created=svc.after_draft,
+            payment_links=svc.payment_links,
+        )
+        summary = {
+            **report.summary,
+            "today": report.today.isoformat() if report.today else None,
+            "dry_run": report.dry_run,
+            "alerted": report.alerted,
+            "stopped": report.stopped,
+            "write_error": report.write_error,
+        }
+        runs.update_run(
+            run_id,
+            now=svc.clock(),
+            state=RunState.DONE,
+            summary=summary,
+            results=report.rows,
+            error=report.write_error,
+        )
+    except Exception as exc:
+        log.exception("run failed", extra={"run_id": run_id, "error_type": type(exc).__name__})
+        try:
+            runs.update_run(
+                run_id, now=svc.clock(), state=RunState.FAILED, error=f"{type(exc).__name__}: {exc}"
+            )
+        except Exception:
+            log.exception("could not record the failed run", extra={"run_id": run_id})
+
+
+@blp.route("/runs")
+class Runs(MethodView):
+    @blp.arguments(RunRequestSchema, required=False)
+    @blp.response(202, RunAcceptedSchema)
+    @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(409, schema=ErrorResponseSchema)
+    @blp.alt_response(422, schema=ErrorResponseSchema)
+    @blp.alt_response(503, schema=ErrorResponseSchema)
+    def post(self, args: dict[str, Any]) -> Response:
+        """Start a run over the configured sheet (Google Sheet or INVOICES_FILE); 202 + id."""
+        svc = services(current_app)
+        settings = svc.settings
+        args = {
+            "today": args.get("today"),
+            "dry_run": settings.dry_run if args.get("dry_run") is None else args["dry_run"],
+            "force": bool(args.get("force")),
+        }
+        window = svc.run_settings.window
+        if not args["force"] and not window.contains(svc.clock()):
+            raise ApiError(
+                409,
+                f"Outside the run window ({window.start:02d}:00–{window.end:02d}:00 "
+                f"{window.timezone}); send force: true to run anyway.",
+                code=RunStatus.OUTSIDE_WINDOW.value,
+                details={"window_start": window.start, "window_end": window.end},
+            )
+        try:
+            source = svc.source()
+            # Made now, so missing mailbox credentials are a 401 here, not a failed run later.
+            sink = None if args["dry_run"] else svc.sink_for(None)
+        except AuthorizationError as exc:
+            raise ApiError(401, str(exc), code=exc.code) from None
+        except ConfigError as exc:
+            raise ApiError(503, str(exc), code="not_configured") from None
+        run = svc.runs.create_run(_scope(source), now=svc.clock())
+        thread = threading.Thread(
+            target=execute, args=(svc, run.id, source, sink, args), name=f"run-{run.id}"
+        )
+        thread.daemon = True  # a shutting-down worker must not hang on a run
+        thread.start()
+        status_url = url_for("runs.RunById", run_id=run.id)
+        response = json_response(
+            {"id": run.id, "state": run.state.value, "status_url": status_url}, status=202
+        )
+        response.headers["Location"] = status_url
+        return response
+
+
+@blp.route("/runs/<run_id>")
+class RunById(MethodView):
+    @blp.response(200, RunSchema)
+    @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    def get(self, run_id: str) -> Response:
+        """A run's state, progress, summary and per-row results (never email bodies)."""
+        run = services(current_app).runs.get_run(run_id)
+        if run is None:
+            raise ApiError(404, f"No run {run_id!r}.", code="run_not_found")
+        return json_response(run_body(run))

@@ -1,0 +1,284 @@
+"""run_sheet(): the headless daily run — read once, plan, draft, write back once, alert.
+
+The use case behind `invoice-collector run`, `POST /v1/runs`, cron and systemd. It takes its
+collaborators as arguments (a source, the ledger, a sink factory, a notifier) and reads no
+environment: entry points wire it from Settings (service/bootstrap.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from service.adapters.slack import SlackItem
+from service.domain.dates import today_in
+from service.domain.decide import Action, Reason
+from service.generate import DraftOutcome, DraftSettings, generate_drafts
+from service.planning import PlanSettings, plan
+from service.ports import (
+    AuthorizationError,
+    DraftSink,
+    InvoiceSource,
+    Ledger,
+    PaymentLinks,
+    SheetSnapshot,
+    WriteBack,
+)
+from service.rendering import TemplateSet
+from service.results import outcome_row_dict, planned_row_dict, summarize
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+Progress = Callable[[int, int], None]
+
+
+class RunStatus(StrEnum):
+    DONE = "done"  # the sheet was read, planned and (unless a dry run) drafted
+    OUTSIDE_WINDOW = "outside_window"  # nothing happened: outside WINDOW_START–WINDOW_END
+
+
+@dataclass(frozen=True)
+class Window:
+    """The hours of the day, in ``timezone``, when headless runs may draft: [start, end)."""
+
+    start: int = 0
+    end: int = 24
+    timezone: str = "UTC"
+
+    def contains(self, now: dt.datetime) -> bool:
+        """Whether the aware instant ``now`` falls inside the window."""
+        return within_window(now, self.timezone, self.start, self.end)
+
+
+def within_window(now: dt.datetime, timezone: str, start_hour: int, end_hour: int) -> bool:
+    """True when ``now`` (aware) is at or after ``start_hour`` and before ``end_hour`` locally."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    # The owner's working hours are local hours: 08:00 in Auckland is 19:00 UTC the day before.
+    hour = now.astimezone(ZoneInfo(timezone)).hour
+    return start_hour <= hour < end_hour
+
+
+class RunNotifier(Protocol):
+    """Where a run reports its late, large drafts (Slack)."""
+
+    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+        """Send one alert for the qualifying drafts; True when one was delivered."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run needs from the configuration."""
+
+    plan: PlanSettings
+    draft: DraftSettings
+    timezone: str = "UTC"
+    locale: str = "en_US"
+    window: Window = field(default_factory=Window)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one run did: per-row results (never bodies), counts and side effects."""
+
+    status: RunStatus
+    dry_run: bool
+    scope: str | None = None
+    today: dt.date | None = None
+    rows: tuple[dict[str, Any], ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+    drafted: int = 0
+    written: int = 0  # rows whose output cells the write-back changed
+    stopped: str | None = None  # "gmail_unauthorized" when the mailbox refused us mid-run
+    write_error: str | None = None
+    write_error_code: str | None = None
+    alerted: bool = False
+
+    @property
+    def failed(self) -> int:
+        """Rows whose draft could not be made now but may be on a later run."""
+        return sum(1 for r in self.rows if r["reason"] in _RETRYABLE_REASONS or _busy(r))
+
+    @property
+    def invalid(self) -> int:
+        """Rows the sheet itself must fix (bad cells, duplicate ids, broken template)."""
+        return sum(1 for r in self.rows if r["reason"] in _DATA_REASONS)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape stored for /v1/runs and printed by `run --json`."""
+        return {
+            "status": self.status.value,
+            "dry_run": self.dry_run,
+            "scope": self.scope,
+            "today": self.today.isoformat() if self.today else None,
+            "summary": self.summary,
+            "rows": list(self.rows),
+        }
+
+
+_RETRYABLE_REASONS = frozenset({Reason.DRAFT_FAILED.value, Reason.GMAIL_UNAUTHORIZED.value})
+_DATA_REASONS = frozenset(
+    {Reason.INVALID_ROW.value, Reason.DUPLICATE_INVOICE_ID.value, Reason.TEMPLATE_ERROR.value}
+)
+
+
+def _busy(row: dict[str, Any]) -> bool:
+    # Another worker held the key: the row is drafted by it, or retried on the next run.
+    return row["reason"] == Reason.DUPLICATE.value and row.get("retryable") is True
+
+
+def run_sheet(
+    source: InvoiceSource,
+    *,
+    ledger: Ledger,
+    sink: Callable[[], DraftSink],
+    templates: TemplateSet,
+    settings: RunSettings,
+    clock: Clock,
+    today: dt.date | None = None,
+    dry_run: bool = True,
+    force: bool = False,
+    notifier: RunNotifier | None = None,
+    on_progress: Progress | None = None,
+    on_created: Callable[[DraftOutcome], None] | None = None,
+    payment_links: PaymentLinks | None = None,
+) -> RunReport:
+    """Read the sheet once, draft what is due at most once, write back once, alert once.
+
+    ``sink`` is a factory so a dry run needs no mailbox credentials. Outside the window
+    nothing is read or written unless ``force``.
+    """
+    if not force and not settings.window.contains(clock()):
+        log.info(
+            "run skipped: outside the window",
+            extra={"window_start": settings.window.start, "window_end": settings.window.end},
+        )
+        return RunReport(RunStatus.OUTSIDE_WINDOW, dry_run)
+
+    snapshot = source.read()
+    # "Today" is the spreadsheet's date: its own timezone when the source knows it.
+    day = today or today_in(snapshot.timezone or settings.timezone, clock())
+    raw_rows = [{**row.values, "row": row.row} for row in snapshot.rows]
+    planned = plan(raw_rows, today=day, settings=settings.plan, templates=templates)
+    total = sum(1 for p in planned if p.is_draft)
+    if on_progress is not None:
+        on_progress(0, total)
+
+    if dry_run:
+        rows = tuple(planned_row_dict(p, locale=settings.locale, with_body=False) for p in planned)
+        log.info("dry run planned", extra={"scope": snapshot.scope, "to_draft": total})
+        return RunReport(
+            RunStatus.DONE,
+            True,
+            scope=snapshot.scope,
+            today=day,
+            rows=rows,
+            summary=summarize(rows),
+        )
+
+    result = generate_drafts(
+        planned,
+        scope=snapshot.scope,
+        today=day,
+        ledger=ledger,
+        sink=sink() if total else _no_sink(),
+        settings=settings.draft,
+        templates=templates,
+        clock=clock,
+        on_progress=on_progress,
+        on_created=on_created,
+        payment_links=payment_links,
+    )
+    rows = tuple(
+        outcome_row_dict(o, locale=settings.locale, with_body=False) for o in result.outcomes
+    )
+    # Rows drafted now, and rows drafted earlier whose write-back was lost (a crash between
+    # "draft created" and "sheet written"): the ledger has their ids, so the sheet is repaired.
+    updates: list[WriteBack] = [o.writeback for o in result.outcomes if o.writeback is not None]
+    written, write_error, write_code = _write_back(source, snapshot, updates)
+    alerted = _alert(notifier, result.outcomes)
+    summary = {**summarize(rows), "drafted": result.drafted, "written": written}
+    log.info(
+        "run finished",
+        extra={
+            "scope": snapshot.scope,
+            "today": day.isoformat(),
+            "drafted": result.drafted,
+            "written": written,
+            "stopped": result.stopped,
+        },
+    )
+    return RunReport(
+        RunStatus.DONE,
+        False,
+        scope=snapshot.scope,
+        today=day,
+        rows=rows,
+        summary=summary,
+        drafted=result.drafted,
+        written=written,
+        stopped=result.stopped,
+        write_error=write_error,
+        write_error_code=write_code,
+        alerted=alerted,
+    )
+
+
+def _write_back(
+    source: InvoiceSource, snapshot: SheetSnapshot, updates: Sequence[WriteBack]
+) -> tuple[int, str | None, str | None]:
+    """One write-back of every changed row; a failure is reported, never loses the report."""
+    if not updates:
+        return 0, None, None
+    try:
+        return source.write_back(snapshot, updates), None, None
+    except AuthorizationError as exc:
+        log.error("write-back refused", extra={"code": exc.code})
+        return 0, str(exc), exc.code
+    except Exception as exc:
+        # The drafts exist and the ledger knows them: the next run writes these rows back
+        # (they come back as duplicates carrying their ids), so report instead of raising.
+        log.exception("write-back failed", extra={"rows": len(updates)})
+        return 0, f"{type(exc).__name__}: {exc}", getattr(exc, "code", "write_back_failed")
+
+
+def _alert(notifier: RunNotifier | None, outcomes: Sequence[DraftOutcome]) -> bool:
+    """One Slack message for the drafts created by this run (the notifier filters them)."""
+    if notifier is None:
+        return False
+    items = [
+        SlackItem(
+            invoice_id=o.planned.invoice_id,
+            client_name=o.planned.invoice.client_name,
+            stage=o.entry.key.stage,
+            balance=o.planned.invoice.balance,
+            currency=o.planned.invoice.currency,
+            draft_url=o.entry.draft_url,
+        )
+        for o in outcomes
+        if o.action is Action.DRAFT
+        and o.reason is Reason.DRAFTED
+        and o.entry is not None
+        and o.planned.invoice is not None
+    ]
+    return notifier.notify_run(items) if items else False
+
+
+class _NoSink:
+    """The sink of a run with nothing to draft: never called, needs no credentials."""
+
+    def create(self, draft: Any) -> Any:
+        raise AssertionError("nothing to draft")
+
+    def find(self, draft: Any) -> Any:
+        raise AssertionError("nothing to draft")
+
+
+def _no_sink() -> DraftSink:
+    return _NoSink()
