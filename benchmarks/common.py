@@ -16,23 +16,12 @@ from pathlib import Path
 
 import requests
 
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-HEADERS = [
-    "invoice_id",
-    "client_name",
-    "client_email",
-    "amount",
-    "currency",
-    "due_date",
-    "sent_date",
-    "status",
-    "amount_paid",
-    "notes",
-    "last_stage_sent",
-    "last_sent_at",
-    "reminder_status",
-]
+# The sheet columns of DESIGN §3, in order.
+HEADERS = [*INPUT_FIELDS, *OUTPUT_FIELDS]
 STATUSES = ["Overdue"] * 12 + ["Open"] * 3 + ["Sent"] * 2 + ["Paid"] * 2 + ["Disputed"]
 
 

@@ -91,6 +91,7 @@ class DraftOutcome:
             last_sent_at=drafted_on,
             reminder_status=status,
             extra={"payment_link": self.payment_link} if self.payment_link else {},
+            reminder_url=e.draft_url,
         )
 
 

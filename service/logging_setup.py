@@ -148,3 +148,5 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         old.close()
     root.addHandler(handler)
     root.setLevel(numeric)
+    # Alembic narrates every start-up migration check at INFO; only its problems matter here.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))

@@ -198,6 +198,8 @@ class WriteBack:
     last_sent_at: dt.date | None
     reminder_status: str
     extra: Mapping[str, str] = field(default_factory=dict)  # e.g. {"payment_link": "https://…"}
+    # The draft's link; each source shows it its own way (a HYPERLINK cell, text in a file).
+    reminder_url: str | None = None
 
 
 class InvoiceSource(Protocol):

@@ -121,7 +121,11 @@ def _output_cells(update: WriteBack) -> dict[str, str]:
     cells = {
         "last_stage_sent": "" if update.last_stage_sent is None else str(update.last_stage_sent),
         "last_sent_at": "" if update.last_sent_at is None else update.last_sent_at.isoformat(),
-        "reminder_status": update.reminder_status,
+        "reminder_status": (
+            f"{update.reminder_status} — {update.reminder_url}"
+            if update.reminder_url
+            else update.reminder_status
+        ),
     }
     for name, value in update.extra.items():
         if normalize_header(name) in _INPUT_KEYS:

@@ -416,7 +416,10 @@ def _desired_cells(update: WriteBack) -> Iterable[tuple[str, _Cell]]:
         # ISO text under USER_ENTERED is parsed as a date in every locale and gets a date
         # format; a bare serial number would show as 45679 unless the column was formatted.
         yield "last_sent_at", _Cell(update.last_sent_at.isoformat(), update.last_sent_at)
-    yield "reminder_status", _text_cell(update.reminder_status, allow_link=True)
+    status = update.reminder_status
+    if update.reminder_url and update.reminder_url.startswith(("https://", "http://")):
+        status = hyperlink(update.reminder_url, status)
+    yield "reminder_status", _text_cell(status, allow_link=True)
     for name, value in update.extra.items():
         key = normalize_header(name)
         if key in _INPUT_KEYS:

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from service import cli
+from service.adapters.sheets import column_letters
 from service.config import Settings
 from service.domain.dates import to_serial
 from tests.conftest import FIXED_NOW
@@ -193,6 +194,14 @@ def test_300_invoices_take_one_read_one_write_and_draft_exactly_whats_due(
         if row[0] not in drafted_ids:
             assert status[str(row[0])] == ""
     assert [r[:8] for r in grid] == untouched_before  # input columns never rewritten
+
+    # reminder_status links to the draft: a HYPERLINK formula whose text is the status.
+    status_col = column_letters(grid[0].index("reminder_status"))
+    first_drafted = next(i for i, r in enumerate(grid) if str(r[0]) in drafted_ids) + 1
+    cell = sheets.cell(BOOK, f"'{TAB}'!{status_col}{first_drafted}")
+    assert cell is not None and cell.formula is not None
+    assert cell.formula.startswith('=HYPERLINK("https://mail.google.com/')
+    assert str(cell.value).startswith("Drafted stage")
 
     # A draft in Gmail is what the template says, addressed to the row's client.
     message = gmail.drafts_for(OWNER)[0].message()
