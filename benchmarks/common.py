@@ -6,19 +6,19 @@ import datetime as dt
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
-from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # benchmarks run as scripts; the launcher lives in tests/
+
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS  # noqa: E402
+from tests.e2e import servers  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 # The sheet columns of DESIGN §3, in order.
 HEADERS = [*INPUT_FIELDS, *OUTPUT_FIELDS]
@@ -71,12 +71,6 @@ def sheet_rows(n: int, today: dt.date, seed: int = 7) -> list[list[str]]:
     return rows
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -89,40 +83,16 @@ def peak_rss_mb(pid: int) -> float:
 def gunicorn(
     env: dict[str, str], workers: int = 1
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run the API under gunicorn on a free loopback port; yield (base URL, master process)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--timeout",
-            "600",
-            "--log-level",
-            "warning",
-            "service.api.app:create_app()",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(base + "/healthz", timeout=1)
-                break
-            # A worker still importing can accept and then time out: keep waiting then too.
-            except (requests.ConnectionError, requests.Timeout):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """Run the API under gunicorn on a free loopback port; yield (base URL, master process).
+
+    The end-to-end tests' launcher, with a worker timeout long enough for a 100k-row request;
+    gunicorn's own log goes to a temporary file, shown if it fails to start.
+    """
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        servers.gunicorn(env, workers, Path(tmp) / "gunicorn.log", timeout=600) as server,
+    ):
+        yield server.base, server.proc
 
 
 def worker_pids(master: int) -> list[int]:

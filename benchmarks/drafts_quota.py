@@ -18,12 +18,10 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import gunicorn, machine, write_section  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gunicorn, machine, write_section
 
-from tests.emulators.gmail import running_gmail_emulator  # noqa: E402
+from tests.emulators.gmail import running_gmail_emulator
 
 TODAY = dt.date(2026, 11, 24)
 KEY, TOKEN = "bench-key", "ya29.bench"

@@ -37,7 +37,7 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-def start(env: dict[str, str], workers: int, log: Path) -> Server:
+def start(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> Server:
     """Start gunicorn in its own process group and wait for /healthz."""
     port = free_port()
     fh = log.open("ab")
@@ -49,7 +49,7 @@ def start(env: dict[str, str], workers: int, log: Path) -> Server:
             "--workers",
             str(workers),
             "--timeout",
-            "120",
+            str(timeout),
             "service.api.app:create_app()",
         ],
         cwd=ROOT,
@@ -72,9 +72,9 @@ def start(env: dict[str, str], workers: int, log: Path) -> Server:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, log: Path) -> Iterator[Server]:
+def gunicorn(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> Iterator[Server]:
     """A running API; stopped (gracefully, if still alive) when the block ends."""
-    server = start(env, workers, log)
+    server = start(env, workers, log, timeout)
     try:
         yield server
     finally:

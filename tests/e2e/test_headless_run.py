@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,11 @@ from tests.conftest import FIXED_NOW
 from tests.emulators.gmail import GmailEmulator, running_gmail_emulator
 from tests.emulators.sheets import SheetsEmulator, running_sheets_emulator
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("restore_logging"),
+]
 
 TOKEN = "ya29.headless-test-token"
 OWNER = "owner@example.com"
@@ -112,16 +115,6 @@ def token_file(tmp_path: Path, emulators: tuple[Any, str, Any, str]) -> Path:
     )
     path.chmod(0o600)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

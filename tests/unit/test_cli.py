@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,9 @@ from service.config import PROJECT_ROOT, Settings
 from tests.conftest import FIXED_NOW
 from tests.fakes import FakeSink, transient
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("restore_logging")]
 
 EXAMPLE = PROJECT_ROOT / "examples" / "invoices.csv"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; put it back so later tests log as before."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture
