@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,20 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the file, set once. Switching to it needs the file to itself, and
+    # SQLite answers "database is locked" at once, without its busy handler, when another process
+    # holds a lock — as when several workers open a new ledger together. So wait here instead.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _sqlite_engine(parsed: URL) -> Engine:
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -93,7 +109,7 @@ def _sqlite_engine(parsed: URL) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers run beside the one writer; FULL sync keeps a committed claim on
         # power loss, which is the whole point of the ledger.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
