@@ -39,8 +39,8 @@ browser:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
 lint: install-dev
-	$(BIN)/ruff check service tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check service tests $(wildcard benchmarks)
+	$(BIN)/ruff check service tests $(wildcard benchmarks) gunicorn.conf.py
+	$(BIN)/ruff format --check service tests $(wildcard benchmarks) gunicorn.conf.py
 
 typecheck: install-dev
 	$(BIN)/mypy

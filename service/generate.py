@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from service.domain.decide import Action, Reason
 from service.drafting import HeaderInjectionError, build_draft
@@ -282,7 +282,7 @@ def _with_payment_link(run: _Run, item: PlannedRow, url: str) -> PlannedRow:
         settings=run.settings.render,
         payment_link=url,
     )
-    return replace(item, email=run.templates.render(item.decision.stage, fields))
+    return item._replace(email=run.templates.render(item.decision.stage, fields))
 
 
 def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:

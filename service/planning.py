@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from service.domain.decide import Action, Decision, Policy, Reason, decide, duplicate_ids
-from service.domain.invoice import HeaderIndex, Invoice, ParseOptions, RowError, parse_row
+from service.domain.decide import Action, Decision, Policy, Reason, decider, duplicate_ids
+from service.domain.invoice import Invoice, ParseOptions, RowError, parse_rows
 from service.rendering import (
     RenderedEmail,
     RenderSettings,
@@ -26,8 +27,7 @@ class PlanSettings:
     render: RenderSettings
 
 
-@dataclass(frozen=True)
-class PlannedRow:
+class PlannedRow(NamedTuple):
     """One row's decision and, for drafts, its rendered email."""
 
     row: int | None
@@ -43,11 +43,14 @@ class PlannedRow:
         return self.decision.action is Action.DRAFT
 
 
-def _row_number(raw: Mapping[str, object], position: int) -> int | None:
-    value = raw.get("row")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return position
+def _row_numbers(raw_rows: Sequence[Mapping[str, object]], first_row: int) -> list[int | None]:
+    numbers: list[int | None] = list(range(first_row, first_row + len(raw_rows)))
+    if any("row" in raw for raw in raw_rows):
+        for i, raw in enumerate(raw_rows):
+            value = raw.get("row")
+            if isinstance(value, int) and not isinstance(value, bool):
+                numbers[i] = value
+    return numbers
 
 
 def plan(
@@ -61,15 +64,12 @@ def plan(
 ) -> list[PlannedRow]:
     """Decide every row for ``today``; one bad row becomes an error row, never an exception.
 
-    ``first_row`` numbers rows that carry no ``row`` of their own as a sheet would (the header
-    is row 1).
+    Rows carry their sheet row number as an integer ``row``; the others are numbered from
+    ``first_row`` as a sheet would (the header is row 1).
     """
-    index = HeaderIndex(settings.parse_options)
-    parsed: list[Invoice | RowError] = [
-        parse_row(raw, settings.parse_options, _row_number(raw, first_row + i), index)
-        for i, raw in enumerate(raw_rows)
-    ]
+    parsed = parse_rows(raw_rows, settings.parse_options, _row_numbers(raw_rows, first_row))
     duplicates = duplicate_ids(parsed)
+    decide_one = decider(today, settings.policy)
     out: list[PlannedRow] = []
     for item in parsed:
         if isinstance(item, RowError):
@@ -81,8 +81,7 @@ def plan(
                     errors=item.fields,
                 )
             )
-            continue
-        if item.invoice_id in duplicates:
+        elif duplicates and item.invoice_id in duplicates:
             message = f"invoice_id {item.invoice_id!r} appears on more than one row"
             out.append(
                 PlannedRow(
@@ -93,23 +92,19 @@ def plan(
                     errors={"invoice_id": message},
                 )
             )
-            continue
-        decision = decide(item, today, settings.policy)
-        out.append(
-            _render(item, decision, settings, templates) if render else _bare(item, decision)
-        )
+        else:
+            decision = decide_one(item)
+            if render and decision.action is Action.DRAFT:
+                out.append(_render(item, decision, settings, templates))
+            else:
+                out.append(PlannedRow(item.row, item.invoice_id, decision, item))
     return out
-
-
-def _bare(invoice: Invoice, decision: Decision) -> PlannedRow:
-    return PlannedRow(invoice.row, invoice.invoice_id, decision, invoice)
 
 
 def _render(
     invoice: Invoice, decision: Decision, settings: PlanSettings, templates: TemplateSet
 ) -> PlannedRow:
-    if decision.action is not Action.DRAFT or decision.stage is None:
-        return _bare(invoice, decision)
+    assert decision.stage is not None  # a draft always has its stage
     fields = merge_fields(
         invoice,
         days_overdue=decision.days_overdue or 0,

@@ -13,13 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from babel.dates import format_date
-from jinja2 import StrictUndefined, Template, TemplateError, meta
+from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.domain.invoice import Invoice
 from service.domain.money import format_money, format_number
+from service.skeletons import SkeletonTemplate
 
 # Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
 MERGE_FIELDS = frozenset(
@@ -51,8 +53,7 @@ class TemplateLoadError(Exception):
     """Raised when templates are required but some failed to load."""
 
 
-@dataclass(frozen=True)
-class RenderedEmail:
+class RenderedEmail(NamedTuple):
     subject: str
     body: str
 
@@ -98,7 +99,7 @@ class TemplateSet:
         # empty globals map makes each render skip merging them (a 100k-row plan renders a lot).
         self._env.globals.clear()
         self.templates: dict[int, StageTemplate] = {}
-        self._compiled: dict[int, Template] = {}
+        self._compiled: dict[int, SkeletonTemplate] = {}
         for stage in stages:
             self._load(stage)
 
@@ -119,7 +120,7 @@ class TemplateSet:
             fields = frozenset(used)
             # One template per stage, subject and body joined by NUL (which merge values never
             # contain): one render per draft instead of two.
-            self._compiled[stage] = self._env.from_string(subject + _SEP + body)
+            self._compiled[stage] = SkeletonTemplate(self._env, subject + _SEP + body, MERGE_FIELDS)
         except FileNotFoundError:
             error = f"missing template file {path.name}"
         except (OSError, UnicodeDecodeError) as exc:
@@ -165,15 +166,21 @@ def merge_fields(
 ) -> dict[str, object]:
     """The values a template sees for one invoice, formatted for the configured locale."""
     locale = settings.locale
-    balance = invoice.balance
+    amount = format_number(invoice.amount, locale)
+    amount_formatted = format_money(invoice.amount, invoice.currency, locale)
+    if invoice.amount_paid:
+        balance = format_number(invoice.balance, locale)
+        balance_formatted = format_money(invoice.balance, invoice.currency, locale)
+    else:  # most invoices: nothing paid yet, the balance is the amount
+        balance, balance_formatted = amount, amount_formatted
     return {
         "name": invoice.client_name,
         "client_name": invoice.client_name,
         "invoice_id": invoice.invoice_id,
-        "amount": format_number(invoice.amount, locale),
-        "amount_formatted": format_money(invoice.amount, invoice.currency, locale),
-        "balance": format_number(balance, locale),
-        "balance_formatted": format_money(balance, invoice.currency, locale),
+        "amount": amount,
+        "amount_formatted": amount_formatted,
+        "balance": balance,
+        "balance_formatted": balance_formatted,
         "currency": invoice.currency,
         "due_date": _format_date(invoice.due_date, locale),
         "sent_date": _format_date(invoice.sent_date, locale) if invoice.sent_date else "",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from service.domain.decide import Action, Reason
@@ -53,43 +54,45 @@ def planned_row_dict(
 ) -> dict[str, Any]:
     """A plan row as the API returns it."""
     d = item.decision
-    errors_text = "; ".join(f"{k}: {v}" for k, v in (item.errors or {}).items())
+    errors = item.errors
     out: dict[str, Any] = {
         "row": item.row,
         "invoice_id": item.invoice_id,
         "days_overdue": d.days_overdue,
         "stage": d.stage,
-        "action": d.action.value,
-        "reason": d.reason.value,
-        "message": reason_message(d.reason, d.stage, d.days_overdue, errors_text),
+        # Action and Reason are StrEnums: strings already, written as their values.
+        "action": d.action,
+        "reason": d.reason,
+        "message": reason_message(
+            d.reason,
+            d.stage,
+            d.days_overdue,
+            "; ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "",
+        ),
     }
     inv = item.invoice
     if inv is not None:
         out["client_name"] = inv.client_name
-        out["to"] = list(inv.client_emails)
+        out["to"] = inv.client_emails
         out["currency"] = inv.currency
-        out["balance"] = str(inv.balance)
+        out["balance"] = str(inv.amount - inv.amount_paid)
         out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
-    if item.errors:
-        out["errors"] = dict(item.errors)
-    if item.email is not None:
-        out["subject"] = item.email.subject
+    if errors:
+        out["errors"] = dict(errors)
+    email = item.email
+    if email is not None:
+        out["subject"] = email.subject
         if with_body:
-            out["body"] = item.email.body
+            out["body"] = email.body
     return out
 
 
-def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts by action and by reason."""
-    actions: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    total = 0
-    for row in rows:
-        total += 1
-        actions[row["action"]] += 1
-        reasons[row["reason"]] += 1
+    actions = Counter(map(itemgetter("action"), rows))
+    reasons = Counter(map(itemgetter("reason"), rows))
     return {
-        "total": total,
+        "total": len(rows),
         "draft": actions[Action.DRAFT.value],
         "skip": actions[Action.SKIP.value],
         "error": actions[Action.ERROR.value],

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 from service.domain.invoice import Invoice, RowError
 
@@ -66,8 +68,7 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What to do with one row today, and why."""
 
     action: Action
@@ -87,9 +88,12 @@ def days_overdue(due_date: dt.date, today: dt.date) -> int:
 
 
 def stage_for(days: int, stages: Sequence[int] = DEFAULT_STAGES) -> int | None:
-    """The highest stage reached after ``days`` overdue, or None before the first."""
-    reached = [s for s in stages if s <= days]
-    return max(reached) if reached else None
+    """The highest stage reached after ``days`` overdue, or None before the first.
+
+    ``stages`` ascend (Policy sorts them).
+    """
+    reached = bisect_right(stages, days)
+    return stages[reached - 1] if reached else None
 
 
 def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
@@ -113,6 +117,29 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
     ):
         return Decision(Action.SKIP, Reason.TOO_SOON, days, stage)
     return Decision(Action.DRAFT, Reason.DUE, days, stage)
+
+
+def decider(today: dt.date, policy: Policy) -> Callable[[Invoice], Decision]:
+    """decide() for one day and policy, remembered for each distinct set of what it reads.
+
+    A sheet has far fewer distinct (status, due date, reminder state) combinations than rows.
+    """
+    memo: dict[tuple[object, ...], Decision] = {}
+
+    def decide_one(invoice: Invoice) -> Decision:
+        key = (
+            invoice.status,
+            invoice.amount > invoice.amount_paid,  # the only thing decide() asks of the balance
+            invoice.due_date,
+            invoice.last_stage_sent,
+            invoice.last_sent_at,
+        )
+        decision = memo.get(key)
+        if decision is None:
+            decision = memo[key] = decide(invoice, today, policy)
+        return decision
+
+    return decide_one
 
 
 def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
+from operator import itemgetter
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
-from service.domain.dates import DateParseError, parse_date
-from service.domain.money import MoneyParseError, is_known_currency, parse_amount
+from service.domain.dates import parse_date
+from service.domain.money import is_known_currency, parse_amount
 
 # The columns of DESIGN §3, in sheet order. The last three are written by the system.
 INPUT_FIELDS = (
@@ -53,9 +55,12 @@ class ParseOptions:
         return index
 
 
-@dataclass(frozen=True)
-class Invoice:
-    """A parsed, valid invoice row."""
+class Invoice(NamedTuple):
+    """A parsed, valid invoice row.
+
+    A NamedTuple rather than a frozen dataclass: a plan builds one per row, and a frozen
+    dataclass costs five times as much to construct (1.3 µs against 0.27 µs with 13 fields).
+    """
 
     invoice_id: str
     client_name: str
@@ -155,6 +160,50 @@ def _text(value: object) -> str:
 _CONTROL = {c: None for c in range(32) if c not in (9, 10)}
 
 
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# Cell readers: one cell in, its value out, or ValueError with the message the row reports.
+# Each depends on its cell alone, which lets parse_rows read each distinct cell once.
+Reader = Callable[[object], object]
+
+
+def _required_text(value: object) -> str:
+    if type(value) is str and (text := value.strip()).isprintable() and text:
+        return text  # the common case, printable text
+    text = _text(value)
+    if not text:
+        raise ValueError("is required")
+    return text
+
+
+def _emails(value: object) -> tuple[str, ...]:
+    if _blank(value):
+        raise ValueError("is required")
+    return parse_emails(value)
+
+
+def _amount(value: object) -> Decimal | None:
+    amount = parse_amount(value)
+    if amount is not None and amount < 0:
+        raise ValueError("must not be negative")
+    return amount
+
+
+def _required_amount(value: object) -> Decimal:
+    if type(value) is str and value.replace(".", "", 1).isdigit():
+        return Decimal(value)  # the common case: plain digits with at most one point
+    amount = _amount(value)
+    if amount is None:
+        raise ValueError("is required")
+    return amount
+
+
+def _paid(value: object) -> Decimal:
+    return _amount(value) or _ZERO
+
+
 def _stage(value: object) -> int | None:
     if type(value) is int:
         return value if value >= 0 else _bad_stage(value)
@@ -174,6 +223,156 @@ def _bad_stage(value: object) -> int:
     raise ValueError(f"{value!r} is not a stage number")
 
 
+_ZERO = Decimal(0)
+
+
+def _readers(options: ParseOptions) -> dict[str, Reader]:
+    """Our field -> its reader, in the order a row's errors are reported."""
+    date_format = options.date_format
+
+    def date(value: object) -> dt.date | None:
+        return parse_date(value, date_format)
+
+    def required_date(value: object) -> dt.date:
+        day = parse_date(value, date_format)
+        if day is None:
+            raise ValueError("is required")
+        return day
+
+    def currency(value: object) -> str:
+        code = _text(value).upper() or options.default_currency
+        if not is_known_currency(code):
+            raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+        return code
+
+    return {
+        "invoice_id": _required_text,
+        "client_name": _required_text,
+        "client_emails": _emails,
+        "amount": _required_amount,
+        "amount_paid": _paid,
+        "due_date": required_date,
+        "sent_date": date,
+        "last_sent_at": date,
+        "currency": currency,
+        "last_stage_sent": _stage,
+        "status": _text,
+        "notes": _text,
+    }
+
+
+# The sheet column behind each Invoice field whose name differs from it.
+_SOURCE = {"client_emails": "client_email"}
+
+
+class _Failed:
+    """A cell its reader refused, with the reader's message."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _read_each(read: Reader, cells: Iterable[object]) -> tuple[list[object], bool]:
+    out: list[object] = []
+    failed = False
+    for cell in cells:
+        try:
+            out.append(read(cell))
+        except ValueError as exc:
+            out.append(_Failed(str(exc)))
+            failed = True
+    return out, failed
+
+
+def _read_column(cells: Sequence[object], read: Reader) -> tuple[list[object], bool]:
+    """Every cell read, each distinct cell once (a sheet repeats its dates, clients, statuses
+    and blanks row after row), and whether any cell was refused."""
+    try:
+        distinct = list(set(cells))
+    except TypeError:  # a list or an object in a cell: no memo, every cell on its own
+        return _read_each(read, cells)
+    if 2 * len(distinct) > len(cells):
+        return _read_each(read, cells)  # mostly different (ids, amounts): a memo costs more
+    if all(type(cell) is str or cell is None for cell in distinct):
+        # Only text and blanks (what a Sheet sends): no two distinct cells compare equal.
+        values, failed = _read_each(read, distinct)
+        results = dict(zip(distinct, values, strict=True))
+        return [results[cell] for cell in cells], failed
+    # Numbers too: 1, 1.0 and True are equal as set members but not as cells, so key each
+    # cell by its type and exact repr.
+    keys = [(type(cell), repr(cell)) for cell in cells]
+    first = dict(zip(keys, cells, strict=True))
+    values, failed = _read_each(read, first.values())
+    results = dict(zip(first, values, strict=True))
+    return [results[key] for key in keys], failed
+
+
+def _columns(raws: Sequence[Mapping[str, object]], index: HeaderIndex) -> dict[str, list[object]]:
+    """Our field -> its cell in each row (None where a row lacks it)."""
+    headers = set().union(*raws)
+    # Rows that all carry every header (a sheet's always do) can be read with itemgetter.
+    complete = set(map(len, raws)) <= {len(headers)}
+    sources: dict[str, list[str]] = {}
+    for key in headers:
+        name = index[key]
+        if name is not None:
+            sources.setdefault(name, []).append(key)
+    columns: dict[str, list[object]] = {}
+    for name, keys in sources.items():
+        if len(keys) == 1 and complete:
+            columns[name] = list(map(itemgetter(keys[0]), raws))
+        elif len(keys) == 1:
+            columns[name] = [raw.get(keys[0]) for raw in raws]
+        else:  # two spellings of one header: each row keeps its own last one, as map_row does
+            columns[name] = [map_row(raw, index).get(name) for raw in raws]
+    return columns
+
+
+def parse_rows(
+    raws: Sequence[Mapping[str, object]],
+    options: ParseOptions,
+    rows: Sequence[int | None] | None = None,
+    index: HeaderIndex | None = None,
+) -> list[Invoice | RowError]:
+    """Parse a batch of rows; each bad field of a row is reported, not just the first.
+
+    Works column by column, reading each distinct cell once: a sheet repeats its dates,
+    clients, statuses and blanks, and 100k rows arrive in one request. ``rows`` numbers the
+    rows (sheet row numbers); ``index`` may be shared between batches of one sheet.
+    """
+    count = len(raws)
+    numbers: Sequence[int | None] = rows if rows is not None else [None] * count
+    columns = _columns(raws, index if index is not None else HeaderIndex(options))
+    blank: list[object] = [None] * count
+    values: dict[str, list[object]] = {}
+    problems: dict[int, dict[str, str]] = {}
+    for name, read in _readers(options).items():
+        source = _SOURCE.get(name, name)
+        column, failed = _read_column(columns.get(source, blank), read)
+        values[name] = column
+        if failed:
+            for i, value in enumerate(column):
+                if isinstance(value, _Failed):
+                    problems.setdefault(i, {})[source] = value.message
+    parsed: list[Invoice | RowError] = list(
+        # tuple.__new__ builds each Invoice from its cells without a Python-level call.
+        map(
+            partial(tuple.__new__, Invoice),
+            zip(*(values[f] for f in Invoice._fields[:-1]), numbers, strict=True),
+        )
+    )
+    for i, fields in problems.items():
+        invoice_id = values["invoice_id"][i]
+        parsed[i] = RowError(
+            invoice_id=invoice_id if isinstance(invoice_id, str) else "",
+            fields=fields,
+            row=numbers[i],
+        )
+    return parsed
+
+
 def parse_row(
     raw: Mapping[str, object],
     options: ParseOptions,
@@ -181,84 +380,4 @@ def parse_row(
     index: HeaderIndex | None = None,
 ) -> Invoice | RowError:
     """Parse one row; every bad field is reported, not just the first."""
-    values = map_row(raw, index if index is not None else HeaderIndex(options))
-    get = values.get
-    errors: dict[str, str] = {}
-    invoice_id = _text(get("invoice_id"))
-    client_name = _text(get("client_name"))
-    if not invoice_id:
-        errors["invoice_id"] = "is required"
-    if not client_name:
-        errors["client_name"] = "is required"
-
-    emails: tuple[str, ...] = ()
-    raw_email = get("client_email")
-    if _blank(raw_email):
-        errors["client_email"] = "is required"
-    else:
-        try:
-            emails = parse_emails(raw_email)
-        except ValueError as exc:
-            errors["client_email"] = str(exc)
-
-    def money(name: str) -> Decimal | None:
-        try:
-            amount = parse_amount(get(name))
-        except MoneyParseError as exc:
-            errors[name] = str(exc)
-            return None
-        if amount is not None and amount < 0:
-            errors[name] = "must not be negative"
-        return amount
-
-    def date(name: str) -> dt.date | None:
-        try:
-            return parse_date(get(name), options.date_format)
-        except DateParseError as exc:
-            errors[name] = str(exc)
-            return None
-
-    amount = money("amount")
-    if amount is None and "amount" not in errors:
-        errors["amount"] = "is required"
-    amount_paid = money("amount_paid")
-    due_date = date("due_date")
-    if due_date is None and "due_date" not in errors:
-        errors["due_date"] = "is required"
-    sent_date = date("sent_date")
-    last_sent_at = date("last_sent_at")
-
-    currency = _text(get("currency")).upper() or options.default_currency
-    if not is_known_currency(currency):
-        errors["currency"] = f"{currency!r} is not an ISO 4217 currency code"
-
-    last_stage_sent: int | None = None
-    try:
-        last_stage_sent = _stage(get("last_stage_sent"))
-    except ValueError as exc:
-        errors["last_stage_sent"] = str(exc)
-
-    if errors or amount is None or due_date is None:
-        return RowError(invoice_id=invoice_id, fields=errors, row=row)
-    return Invoice(
-        invoice_id=invoice_id,
-        client_name=client_name,
-        client_emails=emails,
-        amount=amount,
-        currency=currency,
-        due_date=due_date,
-        sent_date=sent_date,
-        status=_text(get("status")),
-        amount_paid=amount_paid or _ZERO,
-        notes=_text(get("notes")),
-        last_stage_sent=last_stage_sent,
-        last_sent_at=last_sent_at,
-        row=row,
-    )
-
-
-_ZERO = Decimal(0)
-
-
-def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return parse_rows([raw], options, [row], index)[0]

@@ -105,12 +105,18 @@ def _compiled(currency: str | None, locale: str) -> Formatter | None:
     decimal_sep = get_decimal_symbol(locale)
     group_sep = get_group_symbol(locale)
     spec = f",.{digits}f"
+    if (group_sep, decimal_sep) == (",", "."):
+
+        def fmt(amount: Decimal) -> str:
+            return prefix + format(amount, spec) + suffix
+
+        return fmt
     swap = str.maketrans({",": group_sep, ".": decimal_sep})
 
-    def fmt(amount: Decimal) -> str:
+    def fmt_swapped(amount: Decimal) -> str:
         return prefix + format(amount, spec).translate(swap) + suffix
 
-    return fmt
+    return fmt_swapped
 
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
