@@ -81,16 +81,16 @@ def peak_rss_mb(pid: int) -> float:
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], workers: int = 1
+    env: dict[str, str], workers: int = 1, app: str = servers.API_APP
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run the API under gunicorn on a free loopback port; yield (base URL, master process).
+    """Run the API (or ``app``) under gunicorn on a free loopback port; yield (base URL, master).
 
     The end-to-end tests' launcher, with a worker timeout long enough for a 100k-row request;
     gunicorn's own log goes to a temporary file, shown if it fails to start.
     """
     with (
         tempfile.TemporaryDirectory() as tmp,
-        servers.gunicorn(env, workers, Path(tmp) / "gunicorn.log", timeout=600) as server,
+        servers.gunicorn(env, workers, Path(tmp) / "gunicorn.log", timeout=600, app=app) as server,
     ):
         yield server.base, server.proc
 

@@ -100,18 +100,20 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+_NOT_CHASED = frozenset({Reason.CLOSED_STATUS, Reason.ZERO_BALANCE})
+
+
 def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
     """Count and open balance of overdue, still-chased invoices per currency."""
     sums: dict[str, Decimal] = defaultdict(Decimal)
     counts: Counter[str] = Counter()
     for item in items:
-        inv = item.invoice
-        if inv is None or item.decision.reason in {Reason.CLOSED_STATUS, Reason.ZERO_BALANCE}:
+        inv, d = item.invoice, item.decision
+        if inv is None or not d.days_overdue or d.reason in _NOT_CHASED:
             continue
-        if item.decision.action is Action.ERROR or not item.decision.days_overdue:
-            continue
-        sums[inv.currency] += inv.balance
-        counts[inv.currency] += 1
+        if d.action is not Action.ERROR:
+            sums[inv.currency] += inv.amount - inv.amount_paid
+            counts[inv.currency] += 1
     return [
         {
             "currency": cur,

@@ -121,15 +121,15 @@ def _compiled(currency: str | None, locale: str) -> Formatter | None:
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     """``$1,234.50`` (en_US) or ``1.234,50 €`` (de_DE): Babel's currency format for the locale."""
-    fast = _compiled(currency, locale) if amount >= 0 else None
-    if fast is None:
+    fast = _compiled(currency, locale)
+    if fast is None or amount < 0:
         return format_currency(amount, currency, locale=locale)
     return fast(amount)
 
 
 def format_number(amount: Decimal, locale: str) -> str:
     """``1,234.50``: two decimals with the locale's separators (the seed's ``{{ amount }}``)."""
-    fast = _compiled(None, locale) if amount >= 0 else None
-    if fast is None:
+    fast = _compiled(None, locale)
+    if fast is None or amount < 0:
         return format_decimal(amount, format="#,##0.00", locale=locale)
     return fast(amount)

@@ -37,8 +37,13 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-def start(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> Server:
-    """Start gunicorn in its own process group and wait for /healthz."""
+API_APP = "service.api.app:create_app()"
+
+
+def start(
+    env: dict[str, str], workers: int, log: Path, timeout: int = 120, app: str = API_APP
+) -> Server:
+    """Start gunicorn (the API, or ``app``) in its own process group and wait for /healthz."""
     port = free_port()
     fh = log.open("ab")
     proc = subprocess.Popen(
@@ -50,7 +55,7 @@ def start(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> S
             str(workers),
             "--timeout",
             str(timeout),
-            "service.api.app:create_app()",
+            app,
         ],
         cwd=ROOT,
         env={**os.environ, **env},
@@ -72,9 +77,11 @@ def start(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> S
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, log: Path, timeout: int = 120) -> Iterator[Server]:
+def gunicorn(
+    env: dict[str, str], workers: int, log: Path, timeout: int = 120, app: str = API_APP
+) -> Iterator[Server]:
     """A running API; stopped (gracefully, if still alive) when the block ends."""
-    server = start(env, workers, log, timeout)
+    server = start(env, workers, log, timeout, app)
     try:
         yield server
     finally:
