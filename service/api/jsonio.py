@@ -1,18 +1,18 @@
-"""Fast JSON for Flask: orjson parses and writes 100k-row payloads several times faster."""
+"""Fast JSON out for Flask: orjson writes 100k-row payloads several times faster.
+
+Request bodies are read by the json module (through webargs), which keeps every number exact.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
-import flask
 import orjson
 from flask import Response
 from flask.json.provider import JSONProvider
-from flask_smorest import Blueprint as SmorestBlueprint
-from webargs import core
-from webargs.flaskparser import FlaskParser, is_json_request
 
 
 def _default(value: Any) -> Any:
@@ -30,7 +30,9 @@ class OrjsonProvider(JSONProvider):
         return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        # The json module, not orjson: orjson reads an integer beyond 64 bits as a float,
+        # silently changing its digits, and request bodies carry money and ids.
+        return json.loads(s)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -40,24 +42,3 @@ def json_response(payload: Any, status: int = 200) -> Response:
         status=status,
         mimetype="application/json",
     )
-
-
-class OrjsonParser(FlaskParser):
-    """webargs' Flask parser reading request bodies with orjson instead of the json module."""
-
-    def _raw_load_json(self, req: flask.Request) -> Any:
-        if not is_json_request(req):
-            return core.missing
-        data = req.get_data(cache=True)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            # orjson refuses a few things the json module reads (integers beyond 64 bits, NaN):
-            # let the json module decide, so such a cell is one row's error, not the request's.
-            return core.parse_json(data)
-
-
-class Blueprint(SmorestBlueprint):  # type: ignore[misc]
-    """flask-smorest's Blueprint with the orjson request parser."""
-
-    ARGUMENTS_PARSER = OrjsonParser()

@@ -123,6 +123,22 @@ def test_malformed_requests_get_json_errors_not_500(
         assert r.is_json and set(r.get_json()["error"]) >= {"code", "message"}
 
 
+def test_a_cell_only_the_json_module_reads_is_that_rows_error_not_the_requests(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # orjson refuses integers beyond 64 bits; the body is still JSON, so the row must fail alone.
+    good = json.dumps(invoice_row(invoice_id="OK-1"))
+    big = "123456789012345678901"  # > 2**64
+    huge = json.dumps(invoice_row(invoice_id="BIG-1")).replace('"1250.00"', big)
+    data = f'{{"today": "2025-01-22", "invoices": [{good}, {huge}]}}'
+    r = client.post("/v1/plan", data=data, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.get_json()
+    rows = {row["invoice_id"]: row for row in r.get_json()["rows"]}
+    assert rows["OK-1"]["action"] == "draft"
+    assert rows["BIG-1"]["action"] == "draft"
+    assert rows["BIG-1"]["balance"] == big  # exact: read as an int, not a float
+
+
 def test_oversized_body_is_413_json(
     make_settings: Callable[..., Settings], auth: dict[str, str]
 ) -> None:
