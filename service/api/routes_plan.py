@@ -48,11 +48,15 @@ def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
     return RequestContext(today=today, timezone=timezone, scope=scope)
 
 
-def plan_request(args: Mapping[str, Any], svc: Services) -> tuple[RequestContext, list[PlannedRow]]:
-    """Run plan() for a validated request body."""
+def plan_request(args: dict[str, Any], svc: Services) -> tuple[RequestContext, list[PlannedRow]]:
+    """Run plan() for a validated request body, which gives up its rows to it.
+
+    Nothing after plan() needs the raw rows, and at 100k rows they are a quarter of the
+    request's peak memory: taking them out of ``args`` lets them go as soon as plan() is done.
+    """
     ctx = resolve(args, svc)
     planned = plan(
-        args["invoices"], today=ctx.today, settings=svc.plan_settings, templates=svc.templates
+        args.pop("invoices"), today=ctx.today, settings=svc.plan_settings, templates=svc.templates
     )
     return ctx, planned
 
