@@ -75,7 +75,7 @@ def planned_row_dict(
         out["client_name"] = inv.client_name
         out["to"] = inv.client_emails
         out["currency"] = inv.currency
-        out["balance"] = str(inv.amount - inv.amount_paid)
+        out["balance"] = str(inv.balance)
         out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
     if errors:
         out["errors"] = dict(errors)
@@ -112,7 +112,7 @@ def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, A
         if inv is None or not d.days_overdue or d.reason in _NOT_CHASED:
             continue
         if d.action is not Action.ERROR:
-            sums[inv.currency] += inv.amount - inv.amount_paid
+            sums[inv.currency] += inv.balance
             counts[inv.currency] += 1
     return [
         {
