@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -12,7 +10,15 @@ from typing import TYPE_CHECKING
 from service.config import ConfigError, Settings
 from service.generate import DraftOutcome, DraftSettings
 from service.planning import PlanSettings
-from service.ports import AuthorizationError, DraftSink, InvoiceSource, Ledger, PaymentLinks
+from service.ports import (
+    AuthorizationError,
+    Clock,
+    DraftSink,
+    InvoiceSource,
+    Ledger,
+    PaymentLinks,
+    utc_now,
+)
 from service.rendering import TemplateSet
 from service.runs import RunSettings, Window
 
@@ -20,13 +26,6 @@ if TYPE_CHECKING:
     from service.adapters.runs_sql import SqlRuns
     from service.adapters.sends_log import SendsLog
     from service.adapters.slack import SlackNotifier
-
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    """The real clock, timezone-aware."""
-    return dt.datetime.now(dt.UTC)
 
 
 class GmailTokenMissing(AuthorizationError):

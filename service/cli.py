@@ -25,12 +25,12 @@ from typing import Any
 
 import click
 
-from service.bootstrap import Services, build_services, utc_now
+from service.bootstrap import Services, build_services
 from service.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from service.domain.dates import today_in
 from service.logging_setup import configure_logging
 from service.planning import plan
-from service.ports import AuthorizationError
+from service.ports import AuthorizationError, utc_now
 from service.results import planned_row_dict, summarize
 from service.runs import RunReport, RunStatus, run_sheet
 

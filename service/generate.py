@@ -21,6 +21,7 @@ from service.planning import PlannedRow
 from service.ports import (
     AuthorizationError,
     ClaimOutcome,
+    Clock,
     CreatedDraft,
     DraftKey,
     DraftSink,
@@ -43,7 +44,6 @@ from service.rendering import (
 from service.results import reminder_status
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,21 @@ boundaries without surprises.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from service.domain.invoice import Invoice
+
+# The time source every use case and adapter takes, so tests can fix "now".
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    """The real clock, timezone-aware."""
+    return dt.datetime.now(dt.UTC)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from service.generate import DraftOutcome, DraftSettings, generate_drafts
 from service.planning import PlanSettings, plan
 from service.ports import (
     AuthorizationError,
+    Clock,
     DraftSink,
     InvoiceSource,
     Ledger,
@@ -33,7 +34,6 @@ from service.rendering import TemplateSet
 from service.results import outcome_row_dict, planned_row_dict, summarize
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 Progress = Callable[[int, int], None]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from service.ports import AuthorizationError
+from service.ports import AuthorizationError, Clock, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class IntuitTokens:
         token_file: RefreshTokenFile | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
         timeout: float = 30.0,
     ) -> None:
         self._client = (client_id, client_secret)

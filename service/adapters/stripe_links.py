@@ -14,10 +14,8 @@ never leave this module: they come back as text for the row's status.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,7 +23,7 @@ import stripe
 
 from service.adapters.runs_sql import PaymentLink
 from service.domain.invoice import Invoice
-from service.ports import PaymentLinkResult
+from service.ports import Clock, PaymentLinkResult, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +82,6 @@ class PaymentLinkStore(Protocol):
         ...
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def idempotency_key(scope: str, invoice_id: str, currency: str, amount_minor: int) -> str:
     """The Stripe Idempotency-Key for one balance's link: a retry within 24 h gets the same one."""
     digest = hashlib.sha256(f"{scope}\0{invoice_id}\0{currency}\0{amount_minor}".encode())
@@ -104,7 +98,7 @@ class StripePaymentLinks:
         *,
         api_base: str | None = None,
         max_network_retries: int = 2,
-        clock: Callable[[], dt.datetime] = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         # The client retries connection errors, 409s and 5xx itself (with our idempotency key,
         # so a retried create cannot make a second link).
