@@ -14,7 +14,7 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -306,28 +306,32 @@ def _claim_all_in_process(
         ledger.engine.dispose()
 
 
-@pytest.mark.parametrize("initial", ["fresh", "expired"])
-def test_four_processes_racing_on_200_keys_claim_each_exactly_once(
-    ledger: SqlLedger, migrated_url: str, initial: str
-) -> None:
-    _prepare(ledger, initial)
+def _race_four_processes(
+    target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]
+) -> list[Any]:
+    """Run ``target(*args_for(i), start, results)`` in 4 spawned processes released together by
+    a barrier; return what each put on ``results``."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(4)
     results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_claim_all_in_process, args=(migrated_url, seed, start, results))
-        for seed in range(4)
-    ]
+    procs = [ctx.Process(target=target, args=(*args_for(i), start, results)) for i in range(4)]
     for p in procs:
         p.start()
     try:
-        reports = [results.get(timeout=TIMEOUT) for _ in procs]
+        return [results.get(timeout=TIMEOUT) for _ in procs]
     finally:
         for p in procs:
             p.join(timeout=TIMEOUT)
             if p.is_alive():
                 p.kill()
 
+
+@pytest.mark.parametrize("initial", ["fresh", "expired"])
+def test_four_processes_racing_on_200_keys_claim_each_exactly_once(
+    ledger: SqlLedger, migrated_url: str, initial: str
+) -> None:
+    _prepare(ledger, initial)
+    reports = _race_four_processes(_claim_all_in_process, lambda seed: (migrated_url, seed))
     assert [status for status, _ in reports] == ["ok"] * 4, reports
     claimed = Counter(invoice_id for _, won in reports for invoice_id in won)
     assert claimed == Counter(k.invoice_id for k in _race_keys())
@@ -346,23 +350,7 @@ def _upgrade_in_process(url: str, start: Any, results: Any) -> None:  # runs in 
 
 
 def test_migrations_run_concurrently_from_four_processes_without_error(database_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(4)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_upgrade_in_process, args=(database_url, start, results))
-        for _ in range(4)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        reports = [results.get(timeout=TIMEOUT) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=TIMEOUT)
-            if p.is_alive():
-                p.kill()
-
+    reports = _race_four_processes(_upgrade_in_process, lambda _: (database_url,))
     assert reports == ["ok"] * 4
     assert current_revision(database_url) == head_revision() == "0001"
 
