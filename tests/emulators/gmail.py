@@ -58,7 +58,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from tests.emulators.server import serve_wsgi
+from tests.emulators.server import serve_until_interrupted, serve_wsgi
 
 DEFAULT_TOKEN = "test-token"
 DEFAULT_USER = "owner@example.com"
@@ -1011,8 +1011,6 @@ def running_gmail_emulator(**options: Any) -> Iterator[tuple[GmailEmulator, str]
 
 def main(argv: list[str] | None = None) -> None:
     """Run the emulator in the foreground: ``python -m tests.emulators.gmail --port 8901``."""
-    from werkzeug.serving import make_server
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8901)
@@ -1039,14 +1037,9 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.fault_rate:
         kind, _, probability = spec.partition("=")
         emulator.faults.set_rate(kind, float(probability))
-    server = make_server(args.host, args.port, emulator.app, threaded=True)
-    print(f"gmail emulator on http://{args.host}:{server.server_port}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(
+        emulator.app, args.host, args.port, lambda url: f"gmail emulator on {url}"
+    )
 
 
 if __name__ == "__main__":

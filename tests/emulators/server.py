@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,3 +22,15 @@ def serve_wsgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve_until_interrupted(app: Any, host: str, port: int, banner: Callable[[str], str]) -> None:
+    """Serve ``app`` in the foreground until Ctrl-C, first printing ``banner(base URL)``."""
+    server = make_server(host, port, app, threaded=True)
+    print(banner(f"http://{host}:{server.server_port}/"), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.emulators.server import serve_wsgi
+from tests.emulators.server import serve_until_interrupted, serve_wsgi
 
 # Sheets counts days from 1899-12-30 (serial 0); a date cell's value *is* that number.
 SHEETS_EPOCH = dt.date(1899, 12, 30)
@@ -920,18 +919,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         load_csv(emulator, args.spreadsheet_id, args.sheet, args.csv, args.timezone)
     else:
         emulator.add_sheet(args.spreadsheet_id, args.sheet, timezone=args.timezone)
-    server = make_server(args.host, args.port, emulator, threaded=True)
-    print(
-        f"Sheets emulator on http://{args.host}:{server.server_port}/ spreadsheet"
-        f" {args.spreadsheet_id!r} tab {args.sheet!r}",
-        flush=True,
+    serve_until_interrupted(
+        emulator,
+        args.host,
+        args.port,
+        lambda url: (
+            f"Sheets emulator on {url} spreadsheet {args.spreadsheet_id!r} tab {args.sheet!r}"
+        ),
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 if __name__ == "__main__":
