@@ -334,17 +334,16 @@ def parse_rows(
     raws: Sequence[Mapping[str, object]],
     options: ParseOptions,
     rows: Sequence[int | None] | None = None,
-    index: HeaderIndex | None = None,
 ) -> list[Invoice | RowError]:
     """Parse a batch of rows; each bad field of a row is reported, not just the first.
 
     Works column by column, reading each distinct cell once: a sheet repeats its dates,
     clients, statuses and blanks, and 100k rows arrive in one request. ``rows`` numbers the
-    rows (sheet row numbers); ``index`` may be shared between batches of one sheet.
+    rows (sheet row numbers).
     """
     count = len(raws)
     numbers: Sequence[int | None] = rows if rows is not None else [None] * count
-    columns = _columns(raws, index if index is not None else HeaderIndex(options))
+    columns = _columns(raws, HeaderIndex(options))
     blank: list[object] = [None] * count
     values: dict[str, list[object]] = {}
     problems: dict[int, dict[str, str]] = {}
@@ -377,7 +376,6 @@ def parse_row(
     raw: Mapping[str, object],
     options: ParseOptions,
     row: int | None = None,
-    index: HeaderIndex | None = None,
 ) -> Invoice | RowError:
     """Parse one row; every bad field is reported, not just the first."""
-    return parse_rows([raw], options, [row], index)[0]
+    return parse_rows([raw], options, [row])[0]
