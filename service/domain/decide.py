@@ -129,7 +129,7 @@ def decider(today: dt.date, policy: Policy) -> Callable[[Invoice], Decision]:
     def decide_one(invoice: Invoice) -> Decision:
         key = (
             invoice.status,
-            invoice.amount > invoice.amount_paid,  # the only thing decide() asks of the balance
+            invoice.balance > 0,  # the only thing decide() asks of the balance
             invoice.due_date,
             invoice.last_stage_sent,
             invoice.last_sent_at,
