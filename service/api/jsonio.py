@@ -1,18 +1,54 @@
-"""Fast JSON out for Flask: orjson writes 100k-row payloads several times faster.
+"""Fast JSON in and out for Flask: orjson reads and writes 100k-row payloads.
 
-Request bodies are read by the json module (through webargs), which keeps every number exact.
+Reading is exactly what the json module would read: where orjson would read a value
+differently (an integer beyond 64 bits) or refuses a body the json module accepts, the json
+module reads it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from typing import Any
 
+import flask_smorest
 import orjson
-from flask import Response
+from flask import Request, Response
 from flask.json.provider import JSONProvider
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+# orjson reads an integer outside [-2**63, 2**64) as a float, changing its digits; such an
+# integer has at least 19 digits. Marking every digit and looking for 19 in a row takes
+# 0.5 µs per sheet row, a third of what orjson saves over the json module.
+_LONG_NUMBER = b"0" * 19
+
+
+def loads(data: bytes | str) -> Any:
+    """A JSON document as the json module reads it (as webargs would), read by orjson."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _LONG_NUMBER not in raw.translate(_DIGITS):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # NaN, a lone surrogate or a real error: the json module's reading, or error
+    return core.parse_json(raw)
+
+
+class JsonParser(FlaskParser):
+    """webargs' Flask parser, reading bodies with loads()."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        return loads(req.get_data(cache=True))
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
+    """flask-smorest's Blueprint with the fast, exact JSON body parser."""
+
+    ARGUMENTS_PARSER = JsonParser()
 
 
 def _default(value: Any) -> Any:
@@ -30,9 +66,7 @@ class OrjsonProvider(JSONProvider):
         return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        # The json module, not orjson: orjson reads an integer beyond 64 bits as a float,
-        # silently changing its digits, and request bodies carry money and ids.
-        return json.loads(s)
+        return loads(s)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

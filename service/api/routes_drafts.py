@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service.api.app_context import services
 from service.api.errors import ApiError
-from service.api.jsonio import json_response
+from service.api.jsonio import Blueprint, json_response
 from service.api.routes_plan import envelope, plan_request
 from service.api.schemas import DraftsRequestSchema, ErrorResponseSchema, PlanResponseSchema
 from service.generate import generate_drafts

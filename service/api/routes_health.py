@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from service.api.jsonio import Blueprint
 from service.api.schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness")

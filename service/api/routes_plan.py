@@ -9,11 +9,10 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service.api.app_context import services
 from service.api.errors import ApiError
-from service.api.jsonio import json_response
+from service.api.jsonio import Blueprint, json_response
 from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
 from service.bootstrap import Services
 from service.domain.dates import today_in

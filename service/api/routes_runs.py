@@ -13,12 +13,11 @@ from typing import Any
 
 from flask import Response, current_app, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service.adapters.runs_sql import Run, RunState
 from service.api.app_context import services
 from service.api.errors import ApiError
-from service.api.jsonio import json_response
+from service.api.jsonio import Blueprint, json_response
 from service.api.schemas import ErrorResponseSchema
 from service.api.schemas_runs import RunAcceptedSchema, RunRequestSchema, RunSchema
 from service.bootstrap import Services

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service.api.app_context import services
+from service.api.jsonio import Blueprint
 from service.api.schemas import ErrorResponseSchema, TemplatesResponseSchema
 from service.rendering import MERGE_FIELDS
 
