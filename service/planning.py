@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 from service.domain.decide import Action, Decision, Policy, Reason, decider, duplicate_ids
@@ -41,6 +42,10 @@ class PlannedRow(NamedTuple):
     def is_draft(self) -> bool:
         """True when this row should get a draft today."""
         return self.decision.action is Action.DRAFT
+
+
+# PlannedRow from its six fields without a Python-level call: a plan builds one per row.
+_planned = partial(tuple.__new__, PlannedRow)
 
 
 def _row_numbers(raw_rows: Sequence[Mapping[str, object]], first_row: int) -> list[int | None]:
@@ -97,7 +102,7 @@ def plan(
             if render and decision.action is Action.DRAFT:
                 out.append(_render(item, decision, settings, templates))
             else:
-                out.append(PlannedRow(item.row, item.invoice_id, decision, item))
+                out.append(_planned((item.row, item.invoice_id, decision, item, None, None)))
     return out
 
 
@@ -121,4 +126,4 @@ def _render(
             invoice,
             errors={"template": str(exc)},
         )
-    return PlannedRow(invoice.row, invoice.invoice_id, decision, invoice, email=email)
+    return PlannedRow(invoice.row, invoice.invoice_id, decision, invoice, None, email)

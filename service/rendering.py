@@ -20,7 +20,7 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.domain.invoice import Invoice
-from service.domain.money import format_money, format_number
+from service.domain.money import money_formatter
 from service.skeletons import SkeletonTemplate
 
 # Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
@@ -147,8 +147,15 @@ class TemplateSet:
             reason = self.errors.get(stage, f"no template for stage {stage}")
             raise TemplateLoadError(reason)
         subject, _, body = compiled.render(fields).partition(_SEP)
-        # A subject is one header line: collapse any newline a merge value smuggled in.
-        return RenderedEmail(subject=" ".join(subject.split()), body=body)
+        return RenderedEmail(one_line(subject), body)
+
+
+def one_line(subject: str) -> str:
+    """A subject is one header line: collapse any newline (or run of spaces) a merge value
+    smuggled in, and trim it."""
+    if subject.isprintable() and "  " not in subject and subject[:1] != " " != subject[-1:]:
+        return subject  # nothing to collapse (the usual case): skip splitting and joining
+    return " ".join(subject.split())
 
 
 @lru_cache(maxsize=4096)
@@ -166,11 +173,13 @@ def merge_fields(
 ) -> dict[str, object]:
     """The values a template sees for one invoice, formatted for the configured locale."""
     locale = settings.locale
-    amount = format_number(invoice.amount, locale)
-    amount_formatted = format_money(invoice.amount, invoice.currency, locale)
+    number = money_formatter(None, locale)
+    money = money_formatter(invoice.currency, locale)
+    amount = number(invoice.amount)
+    amount_formatted = money(invoice.amount)
     if invoice.amount_paid:
-        balance = format_number(invoice.balance, locale)
-        balance_formatted = format_money(invoice.balance, invoice.currency, locale)
+        balance = number(invoice.balance)
+        balance_formatted = money(invoice.balance)
     else:  # most invoices: nothing paid yet, the balance is the amount
         balance, balance_formatted = amount, amount_formatted
     return {

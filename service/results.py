@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from service.domain.decide import Action, Reason
-from service.domain.money import format_money
+from service.domain.money import format_money, money_formatter
 from service.planning import PlannedRow
 
 if TYPE_CHECKING:
@@ -55,6 +55,12 @@ def planned_row_dict(
     """A plan row as the API returns it."""
     d = item.decision
     errors = item.errors
+    message = reason_message(
+        d.reason,
+        d.stage,
+        d.days_overdue,
+        "; ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "",
+    )
     out: dict[str, Any] = {
         "row": item.row,
         "invoice_id": item.invoice_id,
@@ -63,12 +69,7 @@ def planned_row_dict(
         # Action and Reason are StrEnums: strings already, written as their values.
         "action": d.action,
         "reason": d.reason,
-        "message": reason_message(
-            d.reason,
-            d.stage,
-            d.days_overdue,
-            "; ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "",
-        ),
+        "message": message,
     }
     inv = item.invoice
     if inv is not None:
@@ -76,7 +77,7 @@ def planned_row_dict(
         out["to"] = inv.client_emails
         out["currency"] = inv.currency
         out["balance"] = str(inv.balance)
-        out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
+        out["amount_formatted"] = money_formatter(inv.currency, locale)(inv.amount)
     if errors:
         out["errors"] = dict(errors)
     email = item.email
@@ -105,23 +106,22 @@ _NOT_CHASED = frozenset({Reason.CLOSED_STATUS, Reason.ZERO_BALANCE})
 
 def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
     """Count and open balance of overdue, still-chased invoices per currency."""
-    sums: dict[str, Decimal] = defaultdict(Decimal)
-    counts: Counter[str] = Counter()
+    balances: defaultdict[str, list[Decimal]] = defaultdict(list)
     for item in items:
         inv, d = item.invoice, item.decision
         if inv is None or not d.days_overdue or d.reason in _NOT_CHASED:
             continue
         if d.action is not Action.ERROR:
-            sums[inv.currency] += inv.balance
-            counts[inv.currency] += 1
+            balances[inv.currency].append(inv.balance)
+    totals = {cur: sum(values, Decimal(0)) for cur, values in balances.items()}
     return [
         {
             "currency": cur,
-            "count": counts[cur],
-            "balance": str(sums[cur]),
-            "balance_formatted": format_money(sums[cur], cur, locale),
+            "count": len(balances[cur]),
+            "balance": str(totals[cur]),
+            "balance_formatted": format_money(totals[cur], cur, locale),
         }
-        for cur in sorted(sums)
+        for cur in sorted(totals)
     ]
 
 

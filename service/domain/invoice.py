@@ -309,25 +309,45 @@ def _read_column(cells: Sequence[object], read: Reader) -> tuple[list[object], b
     return [results[key] for key in keys], failed
 
 
-def _columns(raws: Sequence[Mapping[str, object]], index: HeaderIndex) -> dict[str, list[object]]:
+def _columns(
+    raws: Sequence[Mapping[str, object]], index: HeaderIndex
+) -> dict[str, Sequence[object]]:
     """Our field -> its cell in each row (None where a row lacks it)."""
-    headers = set().union(*raws)
-    # Rows that all carry every header (a sheet's always do) can be read with itemgetter.
-    complete = set(map(len, raws)) <= {len(headers)}
+    table = _table(raws)
+    headers = table.keys() if table is not None else set().union(*raws)
     sources: dict[str, list[str]] = {}
     for key in headers:
         name = index[key]
         if name is not None:
             sources.setdefault(name, []).append(key)
-    columns: dict[str, list[object]] = {}
+    columns: dict[str, Sequence[object]] = {}
     for name, keys in sources.items():
-        if len(keys) == 1 and complete:
-            columns[name] = list(map(itemgetter(keys[0]), raws))
+        if len(keys) == 1 and table is not None:
+            columns[name] = table[keys[0]]
         elif len(keys) == 1:
             columns[name] = [raw.get(keys[0]) for raw in raws]
         else:  # two spellings of one header: each row keeps its own last one, as map_row does
             columns[name] = [map_row(raw, index).get(name) for raw in raws]
     return columns
+
+
+def _table(raws: Sequence[Mapping[str, object]]) -> dict[str, tuple[object, ...]] | None:
+    """Header -> column, when every row has the same headers (a sheet's rows do), else None.
+
+    One pass reads each row's cells and zip turns the rows into columns: cheaper than a pass
+    per column over 100k dicts.
+    """
+    if not raws:
+        return None
+    headers = list(raws[0])
+    if len(headers) < 2 or set(map(len, raws)) != {len(headers)}:
+        return None
+    try:
+        # Every row has as many headers as the first and all of the first's: the same ones.
+        rows = list(map(itemgetter(*headers), raws))
+    except KeyError:
+        return None
+    return dict(zip(headers, zip(*rows, strict=True), strict=True))
 
 
 def parse_rows(

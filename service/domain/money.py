@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from babel import Locale
 from babel.numbers import (
@@ -77,15 +78,33 @@ def is_known_currency(code: str) -> bool:
 
 Formatter = Callable[[Decimal], str]
 
+# Grouped, fixed-point digits by precision. A literal format spec is read once, when the
+# f-string compiles: half the cost of format(amount, spec) with a spec built per call.
+_GROUPED: dict[int, Formatter] = {
+    0: lambda amount: f"{amount:,.0f}",
+    2: lambda amount: f"{amount:,.2f}",
+    3: lambda amount: f"{amount:,.3f}",
+}
 
-@lru_cache(maxsize=256)
-def _compiled(currency: str | None, locale: str) -> Formatter | None:
-    """A fast formatter equivalent to Babel's for this locale, or None to use Babel itself.
 
-    Babel re-reads the locale's pattern on every call (~16 µs); a plan of 100k rows formats
-    two amounts per draft. Symbols, separators, digits and the prefix/suffix all come from
-    Babel's own locale data, and tests compare the two across locales and currencies. Patterns
-    this shortcut does not model (non-3-digit grouping such as en_IN, exotic digits) use Babel.
+def _grouped(digits: int) -> Formatter:
+    spec = f",.{digits}f"
+    return _GROUPED.get(digits) or (lambda amount: format(amount, spec))
+
+
+class _Pattern(NamedTuple):
+    prefix: str
+    grouped: Formatter
+    suffix: str
+
+
+def _fast(currency: str | None, locale: str) -> _Pattern | None:
+    """A fast equivalent of Babel's format for this locale, or None to use Babel itself.
+
+    Babel re-reads the locale's pattern on every call (~16 µs), and a plan formats amounts on
+    every row. Symbols, separators, digits and the prefix/suffix all come from Babel's own
+    locale data; tests compare the two across locales, currencies and amounts. Patterns this
+    shortcut does not model (non-3-digit grouping such as en_IN, exotic digits) use Babel.
     """
     loc = Locale.parse(locale)
     if loc.number_symbols.get("latn") is None and loc.default_numbering_system != "latn":
@@ -102,34 +121,61 @@ def _compiled(currency: str | None, locale: str) -> Formatter | None:
         suffix = pattern.suffix[0].replace("¤", symbol)
     if pattern.grouping != (3, 3) or pattern.int_prec[0] > 1:
         return None
-    decimal_sep = get_decimal_symbol(locale)
-    group_sep = get_group_symbol(locale)
-    spec = f",.{digits}f"
-    if (group_sep, decimal_sep) == (",", "."):
+    grouped = _grouped(digits)
+    if (get_group_symbol(locale), get_decimal_symbol(locale)) != (",", "."):
+        swap = str.maketrans({",": get_group_symbol(locale), ".": get_decimal_symbol(locale)})
+        plain = grouped
 
-        def fmt(amount: Decimal) -> str:
-            return prefix + format(amount, spec) + suffix
+        def grouped(amount: Decimal) -> str:
+            return plain(amount).translate(swap)
 
-        return fmt
-    swap = str.maketrans({",": group_sep, ".": decimal_sep})
+    return _Pattern(prefix, grouped, suffix)
 
-    def fmt_swapped(amount: Decimal) -> str:
-        return prefix + format(amount, spec).translate(swap) + suffix
 
-    return fmt_swapped
+def money_formatter(currency: str | None, locale: str) -> Formatter:
+    """``format_money`` for one currency and locale (``format_number`` for ``None``).
+
+    Looked up once, it formats many amounts: a plan formats one or two on every row.
+    """
+    key = (currency, locale)
+    formatter = _FORMATTERS.get(key)
+    if formatter is None:
+        formatter = _FORMATTERS[key] = _formatter(currency, locale)
+    return formatter
+
+
+_FORMATTERS: dict[tuple[str | None, str], Formatter] = {}
+
+
+def _formatter(currency: str | None, locale: str) -> Formatter:
+    fast = _fast(currency, locale)
+    if currency is None:
+
+        def babel(amount: Decimal) -> str:
+            return format_decimal(amount, format="#,##0.00", locale=locale)
+
+    else:
+
+        def babel(amount: Decimal) -> str:
+            return format_currency(amount, currency, locale=locale)
+
+    if fast is None:
+        return babel
+    prefix, grouped, suffix = fast
+
+    def formatter(amount: Decimal) -> str:
+        if amount.is_signed():  # Babel puts the sign where the locale's pattern says
+            return babel(amount)
+        return prefix + grouped(amount) + suffix
+
+    return formatter
 
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     """``$1,234.50`` (en_US) or ``1.234,50 €`` (de_DE): Babel's currency format for the locale."""
-    fast = _compiled(currency, locale)
-    if fast is None or amount < 0:
-        return format_currency(amount, currency, locale=locale)
-    return fast(amount)
+    return money_formatter(currency, locale)(amount)
 
 
 def format_number(amount: Decimal, locale: str) -> str:
     """``1,234.50``: two decimals with the locale's separators (the seed's ``{{ amount }}``)."""
-    fast = _compiled(None, locale)
-    if fast is None or amount < 0:
-        return format_decimal(amount, format="#,##0.00", locale=locale)
-    return fast(amount)
+    return money_formatter(None, locale)(amount)

@@ -105,3 +105,14 @@ def test_every_bad_field_of_a_row_is_reported_and_the_others_parse() -> None:
     assert bad.invoice_id == ""
     assert list(bad.fields) == ["invoice_id", "client_email", "amount", "due_date"]
     assert bad.fields["amount"] == "must not be negative"
+
+
+def test_rows_with_as_many_headers_but_other_ones_are_read_by_name() -> None:
+    a, b = invoice_row(invoice_id="A", notes="n"), invoice_row(invoice_id="B", notes="m")
+    del a["notes"]
+    a["Extra"] = "x"  # as many headers as the other rows, not the same ones
+    b["Invoice ID"] = b.pop("invoice_id")  # another spelling, in another place
+    rows = [b, a, b]
+    batch = parse_rows(rows, OPTS, [2, 3, 4])
+    assert batch == [parse_rows([r], OPTS, [n])[0] for r, n in zip(rows, [2, 3, 4], strict=True)]
+    assert [(p.invoice_id, p.notes) for p in batch] == [("B", "m"), ("A", ""), ("B", "m")]  # type: ignore[union-attr]

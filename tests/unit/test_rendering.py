@@ -7,11 +7,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.config import PROJECT_ROOT
 from service.domain.decide import DEFAULT_STAGES
 from service.domain.invoice import Invoice
-from service.rendering import RenderSettings, TemplateLoadError, TemplateSet, merge_fields
+from service.rendering import (
+    RenderSettings,
+    TemplateLoadError,
+    TemplateSet,
+    merge_fields,
+    one_line,
+)
 
 SHIPPED = PROJECT_ROOT / "templates"
 
@@ -137,3 +145,8 @@ def test_subject_never_carries_a_newline_from_merge_data() -> None:
         7, fields(invoice(invoice_id="A\r\nBcc: x@y.z"))
     )
     assert "\n" not in email.subject and "\r" not in email.subject
+
+
+@given(st.text(st.sampled_from(" \t\r\n\x0b\x0c\x85\xa0\u2028\u3000ab")) | st.text())
+def test_one_line_collapses_whitespace_exactly_as_split_and_join(subject: str) -> None:
+    assert one_line(subject) == " ".join(subject.split())
