@@ -19,6 +19,7 @@ from babel import Locale, UnknownLocaleError
 from service.domain.decide import DEFAULT_CLOSED_STATUSES, DEFAULT_STAGES, Policy
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, ParseOptions
 from service.domain.money import is_known_currency
+from service.parallel import Sharing, available_cpus
 from service.rendering import RenderSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,8 @@ class Settings:
     draft_concurrency: int = 4
     max_request_bytes: int = 16 * 1024 * 1024
     max_rows_per_request: int = 100_000
+    plan_processes: int = 0  # 0 = every core this process may use
+    plan_share_min_rows: int = 4000
     rate_limit_per_minute: int = 0  # 0 = off
     sends_log: Path | None = PROJECT_ROOT / "logs" / "sends.csv"
     log_level: str = "INFO"
@@ -94,6 +97,11 @@ class Settings:
     def parse_options(self) -> ParseOptions:
         """How rows are read."""
         return ParseOptions(self.default_currency, self.date_format, self.column_map)
+
+    @property
+    def plan_sharing(self) -> Sharing:
+        """How many processes plan one large request."""
+        return Sharing(self.plan_processes or available_cpus(), self.plan_share_min_rows)
 
     @property
     def render_settings(self) -> RenderSettings:
@@ -272,6 +280,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         s["max_request_bytes"] = _int("MAX_REQUEST_BYTES", v, 1024, 1 << 31)
     if (v := get("MAX_ROWS_PER_REQUEST")) is not None:
         s["max_rows_per_request"] = _int("MAX_ROWS_PER_REQUEST", v, 1, 10_000_000)
+    if (v := get("PLAN_PROCESSES")) is not None:
+        s["plan_processes"] = _int("PLAN_PROCESSES", v, 0, 256)
+    if (v := get("PLAN_SHARE_MIN_ROWS")) is not None:
+        s["plan_share_min_rows"] = _int("PLAN_SHARE_MIN_ROWS", v, 1, 10_000_000)
     if (v := get("RATE_LIMIT_PER_MINUTE")) is not None:
         s["rate_limit_per_minute"] = _int("RATE_LIMIT_PER_MINUTE", v, 0, 1_000_000)
     if (v := get("SLACK_MIN_AMOUNT")) is not None:

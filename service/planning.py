@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -66,14 +66,17 @@ def plan(
     templates: TemplateSet,
     render: bool = True,
     first_row: int = 2,
+    duplicates: Collection[str] | None = None,
 ) -> list[PlannedRow]:
     """Decide every row for ``today``; one bad row becomes an error row, never an exception.
 
     Rows carry their sheet row number as an integer ``row``; the others are numbered from
-    ``first_row`` as a sheet would (the header is row 1).
+    ``first_row`` as a sheet would (the header is row 1). ``duplicates`` are the invoice IDs on
+    more than one row of the whole sheet, when ``raw_rows`` are only part of it.
     """
     parsed = parse_rows(raw_rows, settings.parse_options, _row_numbers(raw_rows, first_row))
-    duplicates = duplicate_ids(parsed)
+    if duplicates is None:
+        duplicates = duplicate_ids(parsed)
     decide_one = decider(today, settings.policy)
     out: list[PlannedRow] = []
     for item in parsed:

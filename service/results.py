@@ -104,7 +104,11 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 _NOT_CHASED = frozenset({Reason.CLOSED_STATUS, Reason.ZERO_BALANCE})
 
 
-def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
+# Per currency: how many overdue, still-chased invoices, and their open balance.
+Balances = dict[str, tuple[int, Decimal]]
+
+
+def overdue_balances(items: Iterable[PlannedRow]) -> Balances:
     """Count and open balance of overdue, still-chased invoices per currency."""
     balances: defaultdict[str, list[Decimal]] = defaultdict(list)
     for item in items:
@@ -113,16 +117,25 @@ def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, A
             continue
         if d.action is not Action.ERROR:
             balances[inv.currency].append(inv.balance)
-    totals = {cur: sum(values, Decimal(0)) for cur, values in balances.items()}
+    return {cur: (len(values), sum(values, Decimal(0))) for cur, values in balances.items()}
+
+
+def totals_list(balances: Balances, locale: str) -> list[dict[str, Any]]:
+    """Balances as the API writes them, by currency code."""
     return [
         {
             "currency": cur,
-            "count": len(balances[cur]),
-            "balance": str(totals[cur]),
-            "balance_formatted": format_money(totals[cur], cur, locale),
+            "count": count,
+            "balance": str(total),
+            "balance_formatted": format_money(total, cur, locale),
         }
-        for cur in sorted(totals)
+        for cur, (count, total) in sorted(balances.items())
     ]
+
+
+def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
+    """Count and open balance of overdue, still-chased invoices per currency, as written."""
+    return totals_list(overdue_balances(items), locale)
 
 
 def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:

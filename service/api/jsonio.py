@@ -63,16 +63,34 @@ class OrjsonProvider(JSONProvider):
     """Flask JSON provider backed by orjson."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+        return dump_bytes(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return loads(s)
 
 
+def dump_bytes(payload: Any) -> bytes:
+    """JSON as the API writes it: Decimals and dates as strings."""
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def with_rows(head: dict[str, Any], arrays: list[bytes]) -> bytes:
+    """``head`` as a JSON object with one more member, ``"rows"``: the items of ``arrays``
+    (JSON arrays), in order, as one array. Written in one copy: a 100k-row plan's rows are
+    tens of megabytes."""
+    pieces: list[bytes | memoryview] = [
+        dump_bytes(head)[:-1],
+        b',"rows":[' if head else b'"rows":[',
+    ]
+    for array in arrays:
+        if array != b"[]":
+            pieces += [memoryview(array)[1:-1], b","]
+    if pieces[-1] == b",":
+        pieces.pop()
+    pieces.append(b"]}")
+    return b"".join(pieces)
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON response built without a second pass through marshmallow."""
-    return Response(
-        orjson.dumps(payload, default=_default, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        mimetype="application/json",
-    )
+    return Response(dump_bytes(payload), status=status, mimetype="application/json")

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from service.api.app_context import services
 from service.api.errors import ApiError
 from service.api.jsonio import Blueprint, json_response
-from service.api.routes_plan import envelope, plan_request
+from service.api.routes_plan import plan_request, planned_envelope
 from service.api.schemas import DraftsRequestSchema, ErrorResponseSchema, PlanResponseSchema
 from service.generate import generate_drafts
 from service.ports import AuthorizationError
@@ -48,7 +48,7 @@ class Drafts(MethodView):
         ctx, planned = plan_request(args, svc)
         if args["dry_run"]:
             rows = [planned_row_dict(p, locale=locale) for p in planned]
-            return json_response({**envelope(ctx, planned, rows, locale), "dry_run": True})
+            return json_response({**planned_envelope(ctx, planned, rows, locale), "dry_run": True})
         try:
             sink = svc.sink_for(request.headers.get("X-Google-Access-Token") or None)
         except AuthorizationError as exc:
@@ -67,7 +67,7 @@ class Drafts(MethodView):
             payment_links=svc.payment_links,
         )
         rows = [outcome_row_dict(o, locale=locale) for o in result.outcomes]
-        body = envelope(ctx, planned, rows, locale)
+        body = planned_envelope(ctx, planned, rows, locale)
         body["summary"]["drafted"] = result.drafted
         body["dry_run"] = False
         body["stopped"] = result.stopped

@@ -12,12 +12,13 @@ from flask.views import MethodView
 
 from service.api.app_context import services
 from service.api.errors import ApiError
-from service.api.jsonio import Blueprint, json_response
+from service.api.jsonio import Blueprint, with_rows
+from service.api.plan_report import plan_report
 from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
 from service.bootstrap import Services
 from service.domain.dates import today_in
 from service.planning import PlannedRow, plan
-from service.results import overdue_totals, planned_row_dict, summarize
+from service.results import overdue_totals, summarize
 
 blp = Blueprint("plan", __name__, url_prefix="/v1", description="Plan reminders")
 
@@ -60,18 +61,24 @@ def plan_request(args: dict[str, Any], svc: Services) -> tuple[RequestContext, l
     return ctx, planned
 
 
-def envelope(
-    ctx: RequestContext, planned: list[PlannedRow], rows: list[dict[str, Any]], locale: str
+def envelope_head(
+    ctx: RequestContext, summary: dict[str, Any], totals: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The response body shared by /v1/plan and /v1/drafts."""
+    """The response body shared by /v1/plan and /v1/drafts, but for its rows (they come last)."""
     return {
         "today": ctx.today.isoformat(),
         "timezone": ctx.timezone,
         "scope": ctx.scope,
-        "summary": summarize(rows),
-        "totals": overdue_totals(planned, locale),
-        "rows": rows,
+        "summary": summary,
+        "totals": totals,
     }
+
+
+def planned_envelope(
+    ctx: RequestContext, planned: list[PlannedRow], rows: list[dict[str, Any]], locale: str
+) -> dict[str, Any]:
+    """The response body for rows planned in this process."""
+    return {**envelope_head(ctx, summarize(rows), overdue_totals(planned, locale)), "rows": rows}
 
 
 @blp.route("/plan")
@@ -84,7 +91,15 @@ class Plan(MethodView):
     def post(self, args: dict[str, Any]) -> Response:
         """Decide each invoice's stage and render its reminder; creates nothing."""
         svc = services(current_app)
-        locale = svc.settings.locale
-        ctx, planned = plan_request(args, svc)
-        rows = [planned_row_dict(p, locale=locale) for p in planned]
-        return json_response(envelope(ctx, planned, rows, locale))
+        ctx = resolve(args, svc)
+        report = plan_report(
+            # The request gives up its rows: they can go as soon as they are planned.
+            args.pop("invoices"),
+            today=ctx.today,
+            settings=svc.plan_settings,
+            templates=svc.templates,
+            locale=svc.settings.locale,
+            sharing=svc.settings.plan_sharing,
+        )
+        head = envelope_head(ctx, report.summary, report.totals)
+        return Response(with_rows(head, report.rows), mimetype="application/json")

@@ -144,5 +144,9 @@ def decider(today: dt.date, policy: Policy) -> Callable[[Invoice], Decision]:
 
 def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:
     """Invoice ids that appear on more than one row (each copy is an error)."""
-    counts = Counter(r.invoice_id for r in rows if r.invoice_id)
-    return {invoice_id for invoice_id, n in counts.items() if n > 1}
+    return repeated_ids(r.invoice_id for r in rows)
+
+
+def repeated_ids(ids: Iterable[str]) -> set[str]:
+    """The non-empty ids that occur more than once."""
+    return {invoice_id for invoice_id, n in Counter(ids).items() if n > 1 and invoice_id}

@@ -320,15 +320,34 @@ def _columns(
         name = index[key]
         if name is not None:
             sources.setdefault(name, []).append(key)
-    columns: dict[str, Sequence[object]] = {}
-    for name, keys in sources.items():
-        if len(keys) == 1 and table is not None:
-            columns[name] = table[keys[0]]
-        elif len(keys) == 1:
-            columns[name] = [raw.get(keys[0]) for raw in raws]
-        else:  # two spellings of one header: each row keeps its own last one, as map_row does
-            columns[name] = [map_row(raw, index).get(name) for raw in raws]
-    return columns
+    return {name: _cells(raws, index, name, keys, table) for name, keys in sources.items()}
+
+
+def _cells(
+    raws: Sequence[Mapping[str, object]],
+    index: HeaderIndex,
+    name: str,
+    keys: list[str],
+    table: Mapping[str, Sequence[object]] | None,
+) -> Sequence[object]:
+    """One field's cells, from the rows' ``keys`` for it (two spellings of one header: each
+    row keeps its own last one, as map_row does)."""
+    if len(keys) == 1 and table is not None:
+        return table[keys[0]]
+    if len(keys) == 1:
+        return [raw.get(keys[0]) for raw in raws]
+    return [map_row(raw, index).get(name) for raw in raws]
+
+
+def invoice_ids(raws: Sequence[Mapping[str, object]], options: ParseOptions) -> list[str]:
+    """Each row's invoice ID as parse_rows reads it, "" where it has none: without parsing the
+    rest of the row."""
+    index = HeaderIndex(options)
+    keys = [key for key in set().union(*raws) if index[key] == "invoice_id"]
+    if not keys:
+        return [""] * len(raws)
+    ids, _ = _read_column(_cells(raws, index, "invoice_id", keys, None), _required_text)
+    return [i if isinstance(i, str) else "" for i in ids]
 
 
 def _table(raws: Sequence[Mapping[str, object]]) -> dict[str, tuple[object, ...]] | None:

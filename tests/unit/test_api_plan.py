@@ -156,6 +156,20 @@ def test_too_many_rows_is_413_with_advice(
     assert r.status_code == 413 and "chunks" in r.get_json()["error"]["message"]
 
 
+def test_a_large_sheet_planned_on_several_processes_answers_as_on_one(
+    make_settings: Callable[..., Settings], auth: dict[str, str]
+) -> None:
+    body = json.loads((PROJECT_ROOT / "examples" / "plan-request.json").read_text())
+    answers = []
+    for processes in ("1", "3"):
+        settings = make_settings(PLAN_PROCESSES=processes, PLAN_SHARE_MIN_ROWS="2")
+        assert settings.plan_sharing.processes == int(processes)
+        app = create_app(services=build_services(settings))
+        answers.append(app.test_client().post("/v1/plan", json=body, headers=auth).get_json())
+    assert answers[1] == answers[0]
+    assert PlanResponseSchema().validate(answers[1]) == {}
+
+
 def test_unknown_route_and_method_are_json(client: FlaskClient, auth: dict[str, str]) -> None:
     assert client.get("/nope").get_json()["error"]["code"] == "not_found"
     assert client.get("/v1/plan", headers=auth).get_json()["error"]["code"] == "method_not_allowed"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.api.jsonio import loads
+from service.api.jsonio import loads, with_rows
 
 # Every JSON value the json module writes, NaN and lone surrogates included.
 values = st.recursive(
@@ -64,3 +64,18 @@ def test_cases_where_orjson_alone_would_differ(body: bytes) -> None:
 def test_a_bad_body_raises_what_the_json_module_raises(body: bytes) -> None:
     with pytest.raises(json.JSONDecodeError):
         loads(body)
+
+
+@pytest.mark.parametrize(
+    ("head", "arrays", "expected"),
+    [
+        ({"a": 1}, [b"[1,2]", b"[]", b'[{"b":3}]'], {"a": 1, "rows": [1, 2, {"b": 3}]}),
+        ({"a": 1}, [b"[]", b"[]"], {"a": 1, "rows": []}),
+        ({}, [b"[1]"], {"rows": [1]}),
+        ({}, [], {"rows": []}),
+    ],
+)
+def test_rows_written_in_shares_join_into_one_array(
+    head: dict[str, object], arrays: list[bytes], expected: dict[str, object]
+) -> None:
+    assert json.loads(with_rows(head, arrays)) == expected

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.domain import invoice as invoice_module
-from service.domain.invoice import Invoice, ParseOptions, RowError, parse_rows
+from service.domain.invoice import Invoice, ParseOptions, RowError, invoice_ids, parse_rows
 from tests.conftest import invoice_row
 
 OPTS = ParseOptions(date_format="%m/%d/%Y")
@@ -59,6 +59,8 @@ def test_a_batch_parses_exactly_as_its_rows_parsed_one_by_one(rows: list[dict[st
     assert batch == alone
     # Equal tuples are not enough: 1 and True, 0.0 and -0.0 compare equal but print apart.
     assert [repr(r) for r in batch] == [repr(r) for r in alone]
+    # The IDs alone, as a plan in shares reads them to find duplicates across shares.
+    assert invoice_ids(rows, OPTS) == [r.invoice_id for r in batch]
 
 
 def test_each_distinct_cell_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,111 @@
+"""The body of a plan response for many rows, planned on every core.
+
+The rows are cut into one contiguous share per process (service/parallel.py). Each share is
+planned, written out as JSON and summed up where it runs; the shares are then joined here. The
+one rule that spans shares, an invoice ID on more than one row, is settled before they start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Collection, Mapping
+from decimal import Decimal
+from functools import partial
+from typing import Any, NamedTuple
+
+from service.api.jsonio import dump_bytes
+from service.domain.decide import repeated_ids
+from service.domain.invoice import invoice_ids
+from service.parallel import Sharing, fork_map
+from service.planning import PlanSettings, plan
+from service.rendering import TemplateSet
+from service.results import Balances, overdue_balances, planned_row_dict, summarize, totals_list
+
+Rows = list[Mapping[str, object]]
+
+
+class PlanReport(NamedTuple):
+    """A plan's rows (JSON arrays, one per share, in sheet order), summary and overdue totals."""
+
+    rows: list[bytes]
+    summary: dict[str, Any]
+    totals: list[dict[str, Any]]
+
+
+class _Share(NamedTuple):
+    rows: bytes
+    summary: dict[str, Any]
+    balances: Balances
+
+
+def plan_report(
+    raw_rows: Rows,
+    *,
+    today: dt.date,
+    settings: PlanSettings,
+    templates: TemplateSet,
+    locale: str,
+    sharing: Sharing | None = None,
+) -> PlanReport:
+    """Plan every row (a large sheet on ``sharing.processes`` cores), one row per sheet row.
+
+    Takes the rows: the list is emptied, and each share's rows are let go once planned.
+    """
+    slices = (sharing or Sharing()).slices(len(raw_rows))
+    duplicates = None
+    if len(slices) > 1:  # one share finds its duplicates itself
+        duplicates = repeated_ids(invoice_ids(raw_rows, settings.parse_options))
+    shares = [(2 + start, raw_rows[start:stop]) for start, stop in slices]
+    raw_rows.clear()
+    planned = fork_map(partial(_plan_share, today, settings, templates, locale, duplicates), shares)
+    return PlanReport(
+        rows=[s.rows for s in planned],
+        summary=_add_summaries([s.summary for s in planned]),
+        totals=totals_list(_add_balances([s.balances for s in planned]), locale),
+    )
+
+
+def _plan_share(
+    today: dt.date,
+    settings: PlanSettings,
+    templates: TemplateSet,
+    locale: str,
+    duplicates: Collection[str] | None,
+    share: tuple[int, Rows],
+) -> _Share:
+    # Sheet rows are numbered from 2 (the header is row 1), wherever the share starts.
+    first_row, raw_rows = share
+    planned = plan(
+        raw_rows,
+        today=today,
+        settings=settings,
+        templates=templates,
+        first_row=first_row,
+        duplicates=duplicates,
+    )
+    rows = [planned_row_dict(p, locale=locale) for p in planned]
+    return _Share(dump_bytes(rows), summarize(rows), overdue_balances(planned))
+
+
+def _add_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(summaries) == 1:
+        return summaries[0]
+    reasons: Counter[str] = Counter()
+    for s in summaries:
+        reasons.update(s["by_reason"])
+    return {
+        **{k: sum(s[k] for s in summaries) for k in ("total", "draft", "skip", "error")},
+        "by_reason": dict(sorted(reasons.items())),
+    }
+
+
+def _add_balances(parts: list[Balances]) -> Balances:
+    if len(parts) == 1:
+        return parts[0]
+    total: dict[str, tuple[int, Decimal]] = {}
+    for part in parts:
+        for currency, (count, balance) in part.items():
+            before = total.get(currency, (0, Decimal(0)))
+            total[currency] = (before[0] + count, before[1] + balance)
+    return total

@@ -1,0 +1,116 @@
+"""Split one CPU-bound computation over the machine's cores, with fork.
+
+A gunicorn sync worker serves one request at a time on one core. Planning a large sheet is
+pure computation on data the worker already holds, so a forked child can take a share of it
+with no copying in (it inherits the data) and a pickle out. Anything that goes wrong in a
+child (an exception, a crash, a kill) only costs time: its share is redone here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How many processes may share one computation, and from how many items it pays."""
+
+    processes: int = 1
+    min_items: int = 4000
+
+    def slices(self, count: int) -> list[tuple[int, int]]:
+        """Contiguous (start, stop) bounds of ``count`` items, one per process used."""
+        shares = self.processes if count >= self.min_items else 1
+        size = max(1, -(-count // shares))  # ceiling division
+        return [(start, min(start + size, count)) for start in range(0, count, size)] or [(0, 0)]
+
+
+def available_cpus() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def fork_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    """``[fn(part) for part in parts]``: the first part here, each other in a forked child.
+
+    ``fn`` must be pure: a child's side effects stay in the child. A process with other
+    threads never forks (a lock another thread holds would stay held in the child); it
+    computes every part itself.
+    """
+    if len(parts) < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return [fn(part) for part in parts]
+    children = [_spawn(fn, part) for part in parts[1:]]
+    try:
+        first = fn(parts[0])
+    except BaseException:
+        for pid, fd in children:
+            os.close(fd)
+            _reap(pid, kill=True)
+        raise
+    # Every child is read and reaped before any share is redone here.
+    received = [_receive(pid, fd) for pid, fd in children]
+    return [first, *map(partial(_result, fn), parts[1:], received)]
+
+
+def _spawn(fn: Callable[[T], R], part: T) -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running the parent's cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            data = pickle.dumps(fn(part), protocol=pickle.HIGHEST_PROTOCOL)
+            with open(write_end, "wb") as pipe:
+                pipe.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _receive(pid: int, fd: int) -> tuple[int, bytes]:
+    with open(fd, "rb") as pipe:
+        data = pipe.read()
+    return _reap(pid), data
+
+
+def _result(fn: Callable[[T], R], part: T, received: tuple[int, bytes]) -> R:
+    code, data = received
+    if code == 0:
+        try:
+            # Our own child's bytes, through a pipe only the two of us held.
+            result: R = pickle.loads(data)  # noqa: S301
+            return result
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            log.warning("a share's result could not be read (%s); computing it here", exc)
+    else:
+        log.warning("a share process exited with code %s; computing its share here", code)
+    return fn(part)
+
+
+def _reap(pid: int, kill: bool = False) -> int:
+    if kill:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
