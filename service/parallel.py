@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -39,12 +40,19 @@ class Sharing:
         return [(start, min(start + size, count)) for start in range(0, count, size)] or [(0, 0)]
 
 
-def available_cpus() -> int:
-    """The cores this process may run on."""
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: its CPU affinity, within a container's CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:  # cgroup v2: "max 100000", or "150000 100000" for docker --cpus=1.5
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return cpus
 
 
 def fork_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:

@@ -7,12 +7,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.parallel import Sharing, fork_map
+from service.parallel import Sharing, available_cpus, fork_map
 
 PARENT = os.getpid()
 
@@ -110,3 +111,15 @@ def test_slices_are_as_even_as_ceiling_division_makes_them() -> None:
     assert Sharing(3, 1).slices(10) == [(0, 4), (4, 8), (8, 10)]
     assert Sharing(2, 4000).slices(3999) == [(0, 3999)]
     assert Sharing(2, 4000).slices(20_000) == [(0, 10_000), (10_000, 20_000)]
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [("max 100000\n", None), ("150000 100000\n", 1), ("50000 100000\n", 1), ("bad", None)],
+)
+def test_a_container_quota_caps_the_cores(tmp_path: Path, cpu_max: str, cap: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    cores = len(os.sched_getaffinity(0))
+    assert available_cpus(path) == (min(cores, cap) if cap else cores)
+    assert available_cpus(tmp_path / "absent") == cores
