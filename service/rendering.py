@@ -20,7 +20,7 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.domain.invoice import Invoice
-from service.domain.money import money_formatter
+from service.domain.money import amount_texts
 from service.skeletons import SkeletonTemplate
 
 # Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
@@ -173,13 +173,10 @@ def merge_fields(
 ) -> dict[str, object]:
     """The values a template sees for one invoice, formatted for the configured locale."""
     locale = settings.locale
-    number = money_formatter(None, locale)
-    money = money_formatter(invoice.currency, locale)
-    amount = number(invoice.amount)
-    amount_formatted = money(invoice.amount)
+    texts = amount_texts(invoice.currency, locale)
+    amount, amount_formatted = texts(invoice.amount)
     if invoice.amount_paid:
-        balance = number(invoice.balance)
-        balance_formatted = money(invoice.balance)
+        balance, balance_formatted = texts(invoice.balance)
     else:  # most invoices: nothing paid yet, the balance is the amount
         balance, balance_formatted = amount, amount_formatted
     return {

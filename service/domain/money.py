@@ -171,6 +171,38 @@ def _formatter(currency: str | None, locale: str) -> Formatter:
     return formatter
 
 
+def amount_texts(currency: str, locale: str) -> Callable[[Decimal], tuple[str, str]]:
+    """``(format_number(a), format_money(a))`` for one currency and locale.
+
+    A template sees an amount both ways; where the currency has two decimals, as the number
+    does, the money text is the number's with the currency's prefix and suffix.
+    """
+    key = (currency, locale)
+    texts = _TEXTS.get(key)
+    if texts is None:
+        texts = _TEXTS[key] = _texts(currency, locale)
+    return texts
+
+
+_TEXTS: dict[tuple[str, str], Callable[[Decimal], tuple[str, str]]] = {}
+
+
+def _texts(currency: str, locale: str) -> Callable[[Decimal], tuple[str, str]]:
+    number, money = money_formatter(None, locale), money_formatter(currency, locale)
+    fast = _fast(currency, locale)
+    if fast is None or _fast(None, locale) is None or get_currency_precision(currency) != 2:
+        return lambda amount: (number(amount), money(amount))
+    prefix, _, suffix = fast
+
+    def texts(amount: Decimal) -> tuple[str, str]:
+        text = number(amount)
+        if amount.is_signed():
+            return text, money(amount)
+        return text, prefix + text + suffix
+
+    return texts
+
+
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     """``$1,234.50`` (en_US) or ``1.234,50 €`` (de_DE): Babel's currency format for the locale."""
     return money_formatter(currency, locale)(amount)

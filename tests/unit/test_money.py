@@ -9,7 +9,7 @@ from babel.numbers import format_currency, format_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.money import format_money, format_number, money_formatter
+from service.domain.money import amount_texts, format_money, format_number, money_formatter
 
 LOCALES = ["en_US", "en_GB", "de_DE", "de_CH", "fr_FR", "fr_CH", "es_ES", "pt_BR", "nl_NL",
            "sv_SE", "ja_JP", "en_IN", "hi_IN", "ar_EG", "fa_IR", "en_NZ"]  # fmt: skip
@@ -31,6 +31,13 @@ def test_money_is_printed_as_babel_prints_it(amount: Decimal, currency: str, loc
 def test_numbers_are_printed_as_babel_prints_them(amount: Decimal, locale: str) -> None:
     expected = format_decimal(amount, format="#,##0.00", locale=locale)
     assert format_number(amount, locale) == expected
+
+
+@given(amount=amounts, currency=st.sampled_from(CURRENCIES), locale=st.sampled_from(LOCALES))
+def test_both_texts_of_an_amount_at_once(amount: Decimal, currency: str, locale: str) -> None:
+    number, money = amount_texts(currency, locale)(amount)
+    assert number == format_number(amount, locale)
+    assert money == format_money(amount, currency, locale)
 
 
 @pytest.mark.parametrize(
