@@ -13,8 +13,10 @@ import fcntl
 import logging
 import os
 import pickle
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,16 +60,18 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return cpus
 
 
-def fork_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+def fork_map(fn: Callable[[T], R], parts: Sequence[T], grace: float = 5.0) -> list[R]:
     """``[fn(part) for part in parts]``: the first part here, each other in a forked child.
 
     ``fn`` must be pure: a child's side effects stay in the child. A process with other
     threads never forks (a lock another thread holds would stay held in the child); it
-    computes every part itself.
+    computes every part itself. A child still busy ``grace`` seconds plus twice this
+    process's own time after this process is done is stopped, and its part computed here.
     """
     if len(parts) < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
         return [fn(part) for part in parts]
     children = [_spawn(fn, part) for part in parts[1:]]
+    started = time.monotonic()
     try:
         first = fn(parts[0])
     except BaseException:
@@ -75,8 +79,10 @@ def fork_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
             os.close(fd)
             _reap(pid, kill=True)
         raise
-    # Every child is read and reaped before any share is redone here.
-    received = [_receive(pid, fd) for pid, fd in children]
+    now = time.monotonic()
+    deadline = now + grace + 2 * (now - started)
+    # Every child is read and reaped before any part is redone here.
+    received = [_receive(pid, fd, deadline) for pid, fd in children]
     return [first, *map(partial(_result, fn), parts[1:], received)]
 
 
@@ -102,10 +108,18 @@ def _spawn(fn: Callable[[T], R], part: T) -> tuple[int, int]:
     return pid, read_end
 
 
-def _receive(pid: int, fd: int) -> tuple[int, bytes]:
-    with open(fd, "rb") as pipe:
-        data = pipe.read()
-    return _reap(pid), data
+def _receive(pid: int, fd: int, deadline: float) -> tuple[int, bytes]:
+    chunks: list[bytes] = []
+    with open(fd, "rb", buffering=0) as pipe:
+        while True:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([pipe], [], [], wait)[0]:
+                log.warning("a share process is still busy past its deadline; stopping it")
+                return _reap(pid, kill=True), b""
+            chunk = pipe.read(_PIPE_BYTES)
+            if not chunk:  # the child closed its end: all of it is here
+                return _reap(pid), b"".join(chunks)
+            chunks.append(chunk)
 
 
 def _result(fn: Callable[[T], R], part: T, received: tuple[int, bytes]) -> R:

@@ -50,7 +50,7 @@ def plan_report(
 ) -> PlanReport:
     """Plan every row (a large sheet on ``sharing.processes`` cores), one row per sheet row.
 
-    Takes the rows: the list is emptied, and each share's rows are let go once planned.
+    Takes the rows: the list is emptied, so that only the shares hold them.
     """
     slices = (sharing or Sharing()).slices(len(raw_rows))
     duplicates = None

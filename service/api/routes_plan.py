@@ -93,7 +93,7 @@ class Plan(MethodView):
         svc = services(current_app)
         ctx = resolve(args, svc)
         report = plan_report(
-            # The request gives up its rows: they can go as soon as they are planned.
+            # The request gives up its rows: they go as soon as the plan is written.
             args.pop("invoices"),
             today=ctx.today,
             settings=svc.plan_settings,

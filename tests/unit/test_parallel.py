@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,16 @@ def test_each_share_after_the_first_runs_in_its_own_child(forks: list[int]) -> N
     assert pids[1:] == forks and len(set(pids)) == 3
 
 
+def test_a_result_of_megabytes_comes_back_whole(forks: list[int]) -> None:
+    def payload(size: int) -> bytes:
+        return os.urandom(16) * (size // 16)
+
+    small, large = fork_map(payload, [16, 6_000_000])
+    assert len(small) == 16 and len(large) == 6_000_000
+    assert large == large[:16] * 375_000  # not truncated, not interleaved
+    assert len(forks) == 1
+
+
 def test_a_share_whose_child_raises_is_computed_here(
     forks: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -73,6 +84,21 @@ def test_a_share_whose_child_is_killed_is_computed_here(forks: list[int]) -> Non
 
     assert fork_map(killed_in_a_child, [5, 6]) == [(25, PARENT), (36, PARENT)]
     assert len(forks) == 1
+
+
+def test_a_share_whose_child_hangs_is_stopped_and_computed_here(
+    forks: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    def hangs_in_a_child(part: int) -> tuple[int, int]:
+        if os.getpid() != PARENT:
+            time.sleep(600)
+        return where(part)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="service.parallel"):
+        assert fork_map(hangs_in_a_child, [2, 3], grace=0.2) == [(4, PARENT), (9, PARENT)]
+    assert time.monotonic() - started < 5
+    assert len(forks) == 1 and "past its deadline" in caplog.text
 
 
 def test_an_error_here_is_raised_and_no_child_is_left_behind(forks: list[int]) -> None:
