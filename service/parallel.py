@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,6 +45,7 @@ class Sharing:
         return [(start, min(start + size, count)) for start in range(0, count, size)] or [(0, 0)]
 
 
+@cache  # read once per process: every plan request asks
 def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """The cores this process may use: its CPU affinity, within a container's CPU quota."""
     try:
