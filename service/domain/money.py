@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 from babel import Locale
@@ -132,22 +132,12 @@ def _fast(currency: str | None, locale: str) -> _Pattern | None:
     return _Pattern(prefix, grouped, suffix)
 
 
+@cache
 def money_formatter(currency: str | None, locale: str) -> Formatter:
     """``format_money`` for one currency and locale (``format_number`` for ``None``).
 
     Looked up once, it formats many amounts: a plan formats one or two on every row.
     """
-    key = (currency, locale)
-    formatter = _FORMATTERS.get(key)
-    if formatter is None:
-        formatter = _FORMATTERS[key] = _formatter(currency, locale)
-    return formatter
-
-
-_FORMATTERS: dict[tuple[str | None, str], Formatter] = {}
-
-
-def _formatter(currency: str | None, locale: str) -> Formatter:
     fast = _fast(currency, locale)
     if currency is None:
 
@@ -171,23 +161,13 @@ def _formatter(currency: str | None, locale: str) -> Formatter:
     return formatter
 
 
+@cache
 def amount_texts(currency: str, locale: str) -> Callable[[Decimal], tuple[str, str]]:
     """``(format_number(a), format_money(a))`` for one currency and locale.
 
     A template sees an amount both ways; where the currency has two decimals, as the number
     does, the money text is the number's with the currency's prefix and suffix.
     """
-    key = (currency, locale)
-    texts = _TEXTS.get(key)
-    if texts is None:
-        texts = _TEXTS[key] = _texts(currency, locale)
-    return texts
-
-
-_TEXTS: dict[tuple[str, str], Callable[[Decimal], tuple[str, str]]] = {}
-
-
-def _texts(currency: str, locale: str) -> Callable[[Decimal], tuple[str, str]]:
     number, money = money_formatter(None, locale), money_formatter(currency, locale)
     fast = _fast(currency, locale)
     if fast is None or _fast(None, locale) is None or get_currency_precision(currency) != 2:
