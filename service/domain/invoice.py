@@ -314,13 +314,18 @@ def _columns(
 ) -> dict[str, Sequence[object]]:
     """Our field -> its cell in each row (None where a row lacks it)."""
     table = _table(raws)
-    headers = table.keys() if table is not None else set().union(*raws)
+    sources = _sources(table.keys() if table is not None else set().union(*raws), index)
+    return {name: _cells(raws, index, name, keys, table) for name, keys in sources.items()}
+
+
+def _sources(headers: Iterable[str], index: HeaderIndex) -> dict[str, list[str]]:
+    """Our field -> the headers that carry it (two, when a sheet spells one header twice)."""
     sources: dict[str, list[str]] = {}
     for key in headers:
         name = index[key]
         if name is not None:
             sources.setdefault(name, []).append(key)
-    return {name: _cells(raws, index, name, keys, table) for name, keys in sources.items()}
+    return sources
 
 
 def _cells(
@@ -343,7 +348,7 @@ def invoice_ids(raws: Sequence[Mapping[str, object]], options: ParseOptions) -> 
     """Each row's invoice ID as parse_rows reads it, "" where it has none: without parsing the
     rest of the row."""
     index = HeaderIndex(options)
-    keys = [key for key in set().union(*raws) if index[key] == "invoice_id"]
+    keys = _sources(set().union(*raws), index).get("invoice_id")
     if not keys:
         return [""] * len(raws)
     ids, _ = _read_column(_cells(raws, index, "invoice_id", keys, None), _required_text)
