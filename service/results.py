@@ -101,6 +101,19 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def add_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """summarize() of several parts of one sheet, as one."""
+    if len(summaries) == 1:
+        return summaries[0]
+    reasons: Counter[str] = Counter()
+    for s in summaries:
+        reasons.update(s["by_reason"])
+    return {
+        **{k: sum(s[k] for s in summaries) for k in ("total", "draft", "skip", "error")},
+        "by_reason": dict(sorted(reasons.items())),
+    }
+
+
 _NOT_CHASED = frozenset({Reason.CLOSED_STATUS, Reason.ZERO_BALANCE})
 
 
@@ -118,6 +131,18 @@ def overdue_balances(items: Iterable[PlannedRow]) -> Balances:
         if d.action is not Action.ERROR:
             balances[inv.currency].append(inv.balance)
     return {cur: (len(values), sum(values, Decimal(0))) for cur, values in balances.items()}
+
+
+def add_balances(parts: list[Balances]) -> Balances:
+    """overdue_balances() of several parts of one sheet, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    total: dict[str, tuple[int, Decimal]] = {}
+    for part in parts:
+        for currency, (count, balance) in part.items():
+            before = total.get(currency, (0, Decimal(0)))
+            total[currency] = (before[0] + count, before[1] + balance)
+    return total
 
 
 def totals_list(balances: Balances, locale: str) -> list[dict[str, Any]]:

@@ -8,9 +8,7 @@ one rule that spans shares, an invoice ID on more than one row, is settled befor
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Collection, Mapping
-from decimal import Decimal
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -20,7 +18,15 @@ from service.domain.invoice import invoice_ids
 from service.parallel import Sharing, fork_map
 from service.planning import PlanSettings, plan
 from service.rendering import TemplateSet
-from service.results import Balances, overdue_balances, planned_row_dict, summarize, totals_list
+from service.results import (
+    Balances,
+    add_balances,
+    add_summaries,
+    overdue_balances,
+    planned_row_dict,
+    summarize,
+    totals_list,
+)
 
 Rows = list[Mapping[str, object]]
 
@@ -61,8 +67,8 @@ def plan_report(
     planned = fork_map(partial(_plan_share, today, settings, templates, locale, duplicates), shares)
     return PlanReport(
         rows=[s.rows for s in planned],
-        summary=_add_summaries([s.summary for s in planned]),
-        totals=totals_list(_add_balances([s.balances for s in planned]), locale),
+        summary=add_summaries([s.summary for s in planned]),
+        totals=totals_list(add_balances([s.balances for s in planned]), locale),
     )
 
 
@@ -86,26 +92,3 @@ def _plan_share(
     )
     rows = [planned_row_dict(p, locale=locale) for p in planned]
     return _Share(dump_bytes(rows), summarize(rows), overdue_balances(planned))
-
-
-def _add_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(summaries) == 1:
-        return summaries[0]
-    reasons: Counter[str] = Counter()
-    for s in summaries:
-        reasons.update(s["by_reason"])
-    return {
-        **{k: sum(s[k] for s in summaries) for k in ("total", "draft", "skip", "error")},
-        "by_reason": dict(sorted(reasons.items())),
-    }
-
-
-def _add_balances(parts: list[Balances]) -> Balances:
-    if len(parts) == 1:
-        return parts[0]
-    total: dict[str, tuple[int, Decimal]] = {}
-    for part in parts:
-        for currency, (count, balance) in part.items():
-            before = total.get(currency, (0, Decimal(0)))
-            total[currency] = (before[0] + count, before[1] + balance)
-    return total
