@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,21 @@ def where(part: int) -> tuple[int, int]:
     return part * part, os.getpid()
 
 
+def in_a_child(misbehave: Callable[[], object]) -> Callable[[int], tuple[int, int]]:
+    """where(), but a child first does ``misbehave``."""
+
+    def share(part: int) -> tuple[int, int]:
+        if os.getpid() != PARENT:
+            misbehave()
+        return where(part)
+
+    return share
+
+
+def boom() -> None:
+    raise RuntimeError("boom")
+
+
 def test_each_share_after_the_first_runs_in_its_own_child(forks: list[int]) -> None:
     assert threading.active_count() == 1, "fork_map only forks a single-threaded process"
     results = fork_map(where, [1, 2, 3])
@@ -64,39 +79,28 @@ def test_a_result_of_megabytes_comes_back_whole(forks: list[int]) -> None:
 def test_a_share_whose_child_raises_is_computed_here(
     forks: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    def fails_in_a_child(part: int) -> tuple[int, int]:
-        if os.getpid() != PARENT:
-            raise RuntimeError("boom")
-        return where(part)
-
     with caplog.at_level(logging.WARNING, logger="service.parallel"):
-        results = fork_map(fails_in_a_child, [1, 2, 3])
+        results = fork_map(in_a_child(boom), [1, 2, 3])
     assert results == [(1, PARENT), (4, PARENT), (9, PARENT)]
     assert len(forks) == 2
     assert caplog.text.count("exited with code 1") == 2
 
 
 def test_a_share_whose_child_is_killed_is_computed_here(forks: list[int]) -> None:
-    def killed_in_a_child(part: int) -> tuple[int, int]:
-        if os.getpid() != PARENT:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return where(part)
-
-    assert fork_map(killed_in_a_child, [5, 6]) == [(25, PARENT), (36, PARENT)]
+    killed = in_a_child(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    assert fork_map(killed, [5, 6]) == [(25, PARENT), (36, PARENT)]
     assert len(forks) == 1
 
 
 def test_a_share_whose_child_hangs_is_stopped_and_computed_here(
     forks: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    def hangs_in_a_child(part: int) -> tuple[int, int]:
-        if os.getpid() != PARENT:
-            time.sleep(600)
-        return where(part)
-
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="service.parallel"):
-        assert fork_map(hangs_in_a_child, [2, 3], grace=0.2) == [(4, PARENT), (9, PARENT)]
+        assert fork_map(in_a_child(lambda: time.sleep(600)), [2, 3], grace=0.2) == [
+            (4, PARENT),
+            (9, PARENT),
+        ]
     assert time.monotonic() - started < 5
     assert len(forks) == 1 and "past its deadline" in caplog.text
 
