@@ -14,7 +14,7 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError, validate_email
 
 from service.domain.dates import parse_date
-from service.domain.money import is_known_currency, parse_amount
+from service.domain.money import is_known_currency, parse_amount, stated_currencies
 
 # The columns of DESIGN §3, in sheet order. The last three are written by the system.
 INPUT_FIELDS = (
@@ -192,16 +192,10 @@ def _amount(value: object) -> Decimal | None:
 
 
 def _required_amount(value: object) -> Decimal:
-    if type(value) is str and value.replace(".", "", 1).isdigit():
-        return Decimal(value)  # the common case: plain digits with at most one point
     amount = _amount(value)
     if amount is None:
         raise ValueError("is required")
     return amount
-
-
-def _paid(value: object) -> Decimal:
-    return _amount(value) or _ZERO
 
 
 def _stage(value: object) -> int | None:
@@ -226,9 +220,26 @@ def _bad_stage(value: object) -> int:
 _ZERO = Decimal(0)
 
 
-def _readers(options: ParseOptions) -> dict[str, Reader]:
-    """Our field -> its reader, in the order a row's errors are reported."""
+def _readers(options: ParseOptions, stated: dict[str, frozenset[str]]) -> dict[str, Reader]:
+    """Our field -> its reader, in the order a row's errors are reported.
+
+    The amount readers note in ``stated`` each cell that names its currency ("€99"), for
+    parse_rows to hold against the row's currency.
+    """
     date_format = options.date_format
+
+    def noted(value: object, amount: Decimal) -> Decimal:
+        if type(value) is str and (names := stated_currencies(value)):
+            stated[value] = names
+        return amount
+
+    def required_amount(value: object) -> Decimal:
+        if type(value) is str and value.replace(".", "", 1).isdigit():
+            return Decimal(value)  # the common case: plain digits with at most one point
+        return noted(value, _required_amount(value))
+
+    def paid(value: object) -> Decimal:
+        return noted(value, _amount(value) or _ZERO)
 
     def date(value: object) -> dt.date | None:
         return parse_date(value, date_format)
@@ -249,8 +260,8 @@ def _readers(options: ParseOptions) -> dict[str, Reader]:
         "invoice_id": _required_text,
         "client_name": _required_text,
         "client_emails": _emails,
-        "amount": _required_amount,
-        "amount_paid": _paid,
+        "amount": required_amount,
+        "amount_paid": paid,
         "due_date": required_date,
         "sent_date": date,
         "last_sent_at": date,
@@ -391,7 +402,9 @@ def parse_rows(
     blank: list[object] = [None] * count
     values: dict[str, list[object]] = {}
     problems: dict[int, dict[str, str]] = {}
-    for name, read in _readers(options).items():
+    stated: dict[str, frozenset[str]] = {}
+    readers = _readers(options, stated)
+    for name, read in readers.items():
         source = _SOURCE.get(name, name)
         column, failed = _read_column(columns.get(source, blank), read)
         values[name] = column
@@ -399,6 +412,9 @@ def parse_rows(
             for i, value in enumerate(column):
                 if isinstance(value, _Failed):
                     problems.setdefault(i, {})[source] = value.message
+    if stated:
+        order = [_SOURCE.get(name, name) for name in readers]
+        _currency_conflicts(columns, values["currency"], stated, problems, order)
     parsed: list[Invoice | RowError] = list(
         # tuple.__new__ builds each Invoice from its cells without a Python-level call.
         map(
@@ -414,6 +430,30 @@ def parse_rows(
             row=numbers[i],
         )
     return parsed
+
+
+def _currency_conflicts(
+    columns: Mapping[str, Sequence[object]],
+    currencies: Sequence[object],
+    stated: Mapping[str, frozenset[str]],
+    problems: dict[int, dict[str, str]],
+    order: list[str],
+) -> None:
+    """An amount that names another currency than its row's ("€99" on a USD row) is an error:
+    which of the two is meant, only the bookkeeper knows."""
+    written = columns.get("currency", ())
+    for source in ("amount", "amount_paid"):
+        for i, cell in enumerate(columns.get(source, ())):
+            names = stated.get(cell) if type(cell) is str else None
+            currency = currencies[i]
+            if not names or not isinstance(currency, str) or currency in names:
+                continue
+            whose = "the row's currency" if written and not _blank(written[i]) else "the default"
+            fields = problems.setdefault(i, {})
+            fields.setdefault(
+                source, f"{cell!r} is in {' or '.join(sorted(names))}, but {whose} is {currency}"
+            )
+            problems[i] = dict(sorted(fields.items(), key=lambda item: order.index(item[0])))
 
 
 def parse_row(

@@ -19,10 +19,21 @@ from babel.numbers import (
     is_currency,
 )
 
-# Currency symbols and codes a bookkeeper types around a number: "$1,234.50", "1 234,50 EUR"
-# is *not* accepted (comma decimals are ambiguous); "USD 1,234.50" and "€1,234.50" are.
-_DECORATION = re.compile(r"^[A-Za-z]{0,3}\s*[$€£¥₹]?\s*|\s*[A-Za-z]{0,3}$")
+# An amount as a bookkeeper types it: "$1,234.50", "USD 1,234.50", "1,234.50 EUR", "€99". Letters
+# around the number must be an ISO 4217 code: "12k" or "12abc" is an error, never 12.
+# "1 234,50 EUR" is *not* accepted (comma decimals are ambiguous).
+_TEXT = re.compile(
+    r"(?P<before>[A-Za-z]{3})?\s*(?P<symbol>[$€£¥₹])?\s*(?P<number>[^A-Za-z]*?)\s*(?P<after>[A-Za-z]{3})?"
+)
 _NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$|^-?\d+(\.\d+)?$")
+# The currencies a symbol names. "$" names none: dozens of currencies write it.
+_SYMBOL_CURRENCIES = {
+    "€": frozenset({"EUR"}),
+    "£": frozenset({"GBP"}),
+    "₹": frozenset({"INR"}),
+    "¥": frozenset({"JPY", "CNY"}),
+}
+_EXPECTED = "expected e.g. 1234.50, $1,234.50 or 1,234.50 USD"
 
 
 class MoneyParseError(ValueError):
@@ -33,8 +44,9 @@ def parse_amount(value: object) -> Decimal | None:
     """Parse an amount cell into a Decimal; ``None`` for an empty cell.
 
     Numbers pass through ``str`` so a float such as 0.1 becomes Decimal('0.1'), not its binary
-    approximation. Text may carry a currency symbol or code and thousands separators; a
-    parenthesised amount is negative, as accountants write it.
+    approximation. Text may carry a currency symbol or ISO code and thousands separators; a
+    parenthesised amount is negative, as accountants write it. Which currency the text names
+    is ``stated_currencies``'s answer.
     """
     if type(value) is str and value.replace(".", "", 1).isdigit():
         return Decimal(value)  # the common case: plain digits with at most one point
@@ -53,13 +65,11 @@ def parse_amount(value: object) -> Decimal | None:
         negative = text.startswith("(") and text.endswith(")")
         if negative:
             text = text[1:-1].strip()
-        core = _DECORATION.sub("", text).replace(" ", "")
-        if core.startswith("-") and negative:
-            raise MoneyParseError(f"{value!r} is not an amount")
-        if not _NUMBER.match(core):
-            raise MoneyParseError(
-                f"{value!r} is not an amount (expected e.g. 1234.50 or $1,234.50)"
-            )
+        match = _TEXT.fullmatch(text)
+        core = match["number"].replace(" ", "") if match else ""
+        if match is None or not _NUMBER.match(core) or (core.startswith("-") and negative):
+            raise MoneyParseError(f"{value!r} is not an amount ({_EXPECTED})")
+        _named(value, match)  # letters must be a currency code, and name one currency
         result = Decimal(core.replace(",", ""))
         if negative:
             result = -result
@@ -68,6 +78,26 @@ def parse_amount(value: object) -> Decimal | None:
     if not result.is_finite():
         raise MoneyParseError(f"{value!r} is not a finite amount")
     return result
+
+
+def stated_currencies(value: object) -> frozenset[str]:
+    """The currencies an amount cell names by its code or symbol ("€99": EUR); empty when it
+    names none ("$5" or a plain number). Only meaningful for a cell ``parse_amount`` accepts."""
+    if type(value) is not str:
+        return frozenset()
+    match = _TEXT.fullmatch(value.strip().removeprefix("(").removesuffix(")").strip())
+    return _named(value, match) if match else frozenset()
+
+
+def _named(value: object, match: re.Match[str]) -> frozenset[str]:
+    codes = frozenset(code.upper() for code in (match["before"], match["after"]) if code)
+    for code in codes:
+        if not is_known_currency(code):
+            raise MoneyParseError(f"{value!r} is not an amount: {code!r} is not a currency code")
+    by_symbol = _SYMBOL_CURRENCIES.get(match["symbol"] or "", frozenset())
+    if len(codes) > 1 or (codes and by_symbol and not codes & by_symbol):
+        raise MoneyParseError(f"{value!r} names two currencies")
+    return codes or by_symbol
 
 
 @lru_cache(maxsize=512)

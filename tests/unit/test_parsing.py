@@ -6,12 +6,17 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from service.domain.dates import DateParseError, from_serial, parse_date, to_serial, today_in
 from service.domain.invoice import Invoice, ParseOptions, RowError, normalize_header, parse_row
-from service.domain.money import MoneyParseError, parse_amount
+from service.domain.money import (
+    MoneyParseError,
+    is_known_currency,
+    parse_amount,
+    stated_currencies,
+)
 from tests.conftest import invoice_row
 
 OPTS = ParseOptions()
@@ -33,6 +38,8 @@ def test_headers_match_ignoring_case_spaces_hyphens_underscores(header: str) -> 
         ("1,234.50", "1234.50"),
         ("$1,234.50", "1234.50"),
         ("USD 1,234.50", "1234.50"),
+        ("1,234.50 eur", "1234.50"),
+        ("(€5)", "-5"),
         ("1234.5", "1234.5"),
         ("€99", "99"),
         ("(250.00)", "-250.00"),
@@ -46,10 +53,106 @@ def test_amounts_parse_to_exact_decimals(text: object, expected: str) -> None:
     assert parse_amount(text) == Decimal(expected)
 
 
-@pytest.mark.parametrize("text", ["abc", "1.234,50", "12..3", "$", "1,23", True, "NaN", "inf"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abc",
+        "1.234,50",
+        "12..3",
+        "$",
+        "1,23",
+        True,
+        "NaN",
+        "inf",
+        # Letters are a currency code or an error: "12k" means 12,000 to whoever typed it.
+        "12abc",
+        "12k",
+        "1.5 m",
+        "US$100",
+        "USD",
+        "USD 5 EUR",
+        "USD €5",
+    ],
+)
 def test_malformed_amounts_are_errors(text: object) -> None:
     with pytest.raises(MoneyParseError):
         parse_amount(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("USD 1,234.50", {"USD"}),
+        ("1,234.50 eur", {"EUR"}),
+        ("€99", {"EUR"}),
+        ("(£5)", {"GBP"}),
+        ("¥100", {"JPY", "CNY"}),
+        ("EUR €5", {"EUR"}),
+        ("$5", set()),  # "$" is the sign of dozens of currencies: it names none
+        ("5", set()),
+        (5, set()),
+    ],
+)
+def test_an_amount_names_its_currency_by_code_or_symbol(text: object, named: set[str]) -> None:
+    assert stated_currencies(text) == named
+
+
+@given(
+    st.sampled_from(["USD", "EUR", "GBP", "JPY", "CHF", "NZD"]),
+    st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+def test_a_code_before_or_after_the_number_is_read_as_its_currency(
+    code: str, value: Decimal, after: bool
+) -> None:
+    text = f"{value:,.2f} {code.lower()}" if after else f"{code} {value:,.2f}"
+    assert parse_amount(text) == value
+    assert stated_currencies(text) == {code}
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=3))
+def test_letters_that_are_no_currency_code_are_an_error(letters: str) -> None:
+    assume(not is_known_currency(letters.upper()))
+    with pytest.raises(MoneyParseError):
+        parse_amount(f"12{letters}")
+
+
+@pytest.mark.parametrize(
+    ("cells", "field", "message"),
+    [
+        ({"amount": "€99"}, "amount", "'€99' is in EUR, but the row's currency is USD"),
+        (
+            {"amount": "99 GBP", "currency": "eur"},
+            "amount",
+            "in GBP, but the row's currency is EUR",
+        ),
+        ({"amount": "€99", "currency": ""}, "amount", "'€99' is in EUR, but the default is USD"),
+        ({"amount_paid": "£5"}, "amount_paid", "'£5' is in GBP, but the row's currency is USD"),
+    ],
+)
+def test_an_amount_in_another_currency_than_its_row_is_an_error(
+    cells: dict[str, str], field: str, message: str
+) -> None:
+    parsed = parse_row(invoice_row(**cells), OPTS)
+    assert isinstance(parsed, RowError)
+    assert list(parsed.fields) == [field]
+    assert message in parsed.fields[field]
+
+
+def test_an_amount_in_its_rows_currency_parses() -> None:
+    parsed = parse_row(invoice_row(amount="€1,200.00", currency="EUR", amount_paid="200 eur"), OPTS)
+    assert isinstance(parsed, Invoice)
+    assert (parsed.amount, parsed.amount_paid, parsed.currency) == (
+        Decimal("1200.00"),
+        Decimal("200"),
+        "EUR",
+    )
+
+
+def test_a_currency_conflict_is_reported_in_column_order_with_other_errors() -> None:
+    parsed = parse_row(invoice_row(invoice_id="", amount="€99", due_date="soon"), OPTS)
+    assert isinstance(parsed, RowError)
+    assert list(parsed.fields) == ["invoice_id", "amount", "due_date"]
 
 
 def test_blank_amount_is_none() -> None:
