@@ -18,7 +18,10 @@ class DateParseError(ValueError):
 
 def from_serial(serial: float | int | Decimal) -> dt.date:
     """A Sheets serial number (days since 1899-12-30, time of day ignored) as a date."""
-    whole = int(serial)
+    try:
+        whole = int(serial)
+    except (OverflowError, ValueError):  # infinity or NaN: a JSON body or "inf" text can hold one
+        whole = 0
     if not 1 <= whole <= _MAX_SERIAL:
         raise DateParseError(f"{serial!r} is not a spreadsheet date serial number")
     return SHEETS_EPOCH + dt.timedelta(days=whole)

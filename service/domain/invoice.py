@@ -208,7 +208,7 @@ def _stage(value: object) -> int | None:
         number = Decimal(text)
     except ArithmeticError:
         raise ValueError(f"{text!r} is not a stage number") from None
-    if number != number.to_integral_value() or number < 0:
+    if not number.is_finite() or number != number.to_integral_value() or number < 0:
         _bad_stage(text)
     return int(number)
 
@@ -234,7 +234,7 @@ def _readers(options: ParseOptions, stated: dict[str, frozenset[str]]) -> dict[s
         return amount
 
     def required_amount(value: object) -> Decimal:
-        if type(value) is str and value.replace(".", "", 1).isdigit():
+        if type(value) is str and value.isascii() and value.replace(".", "", 1).isdigit():
             return Decimal(value)  # the common case: plain digits with at most one point
         return noted(value, _required_amount(value))
 

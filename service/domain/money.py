@@ -25,7 +25,9 @@ from babel.numbers import (
 _TEXT = re.compile(
     r"(?P<before>[A-Za-z]{3})?\s*(?P<symbol>[$€£¥₹])?\s*(?P<number>[^A-Za-z]*?)\s*(?P<after>[A-Za-z]{3})?"
 )
-_NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$|^-?\d+(\.\d+)?$")
+# ASCII digits only: str.isdigit() and a str pattern's \d also take "²" and "٣", which Decimal
+# refuses or reads as digits nobody typed into a ledger.
+_NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$|^-?\d+(\.\d+)?$", re.ASCII)
 # The currencies a symbol names. "$" names none: dozens of currencies write it.
 _SYMBOL_CURRENCIES = {
     "€": frozenset({"EUR"}),
@@ -48,7 +50,7 @@ def parse_amount(value: object) -> Decimal | None:
     parenthesised amount is negative, as accountants write it. Which currency the text names
     is ``stated_currencies``'s answer.
     """
-    if type(value) is str and value.replace(".", "", 1).isdigit():
+    if type(value) is str and value.isascii() and value.replace(".", "", 1).isdigit():
         return Decimal(value)  # the common case: plain digits with at most one point
     if value is None:
         return None
