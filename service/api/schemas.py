@@ -26,9 +26,25 @@ class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
+# Google Sheets holds at most 10 million cells, so no sheet has a row beyond this.
+MAX_SHEET_ROW = 10_000_000
+
+
+def _row_problem(row: Any) -> str | None:
+    if type(row) is not dict:
+        return "Each row must be an object."
+    number = row.get("row")
+    if number is None or (type(number) is int and 1 <= number <= MAX_SHEET_ROW):
+        return None
+    # The results are written back to this row: a row number that is not one would put a
+    # reminder's status beside another client's invoice, or nowhere.
+    return f"`row` must be a sheet row number from 1 to {MAX_SHEET_ROW:,}."
+
+
 class InvoiceRows(fields.List):  # type: ignore[type-arg]
-    """A list of row objects. Checked in one pass: cells are free-form and the domain parser
-    reports per-row, per-field errors, so marshmallow need not visit every cell of 100k rows."""
+    """A list of row objects, each with an optional sheet row number `row`. Checked in one pass:
+    cells are free-form and the domain parser reports per-row, per-field errors, so marshmallow
+    need not visit every cell of 100k rows."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(fields.Dict(keys=fields.String(), values=fields.Raw()), **kwargs)
@@ -36,9 +52,9 @@ class InvoiceRows(fields.List):  # type: ignore[type-arg]
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Any]:
         if not isinstance(value, list):
             raise ValidationError("Not a valid list of rows.")
-        bad = [i for i, row in enumerate(value) if not isinstance(row, dict)]
-        if bad:
-            raise ValidationError({i: ["Each row must be an object."] for i in bad[:20]})
+        problems = {i: p for i, row in enumerate(value) if (p := _row_problem(row)) is not None}
+        if problems:
+            raise ValidationError({i: [p] for i, p in list(problems.items())[:20]})
         return value
 
 
@@ -64,7 +80,8 @@ class PlanRequestSchema(Schema):
         required=True,
         metadata={
             "description": "Rows keyed by the sheet's headers (DESIGN §3); "
-            "an optional integer `row` is the sheet row number."
+            "an optional integer `row` (1 to 10,000,000) is the sheet row the results "
+            "belong to; without it, rows are numbered from 2 in order."
         },
     )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 from service.api.app import create_app
+from service.api.app_context import services
 from service.api.schemas import PlanResponseSchema, RowResultSchema
 from service.bootstrap import build_services
 from service.config import PROJECT_ROOT, Settings
@@ -121,6 +122,31 @@ def test_malformed_requests_get_json_errors_not_500(
         r = client.post("/v1/plan", data=data, headers=h)
         assert r.status_code == status, data
         assert r.is_json and set(r.get_json()["error"]) >= {"code", "message"}
+
+
+def test_a_row_number_that_is_no_sheet_row_is_422_and_nothing_is_drafted(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # Results are written back by `row`: a wrong one would land beside another invoice.
+    h = {**auth, "Content-Type": "application/json"}
+    good = json.dumps(invoice_row(invoice_id="OK-1", row=2))
+    for bad in ("0", "-5", '"7"', "7.0", "true", "10000001", "123456789012345678901"):
+        row = json.dumps(invoice_row(invoice_id="BAD-1")).replace("{", f'{{"row": {bad}, ', 1)
+        data = f'{{"today": "2025-01-22", "invoices": [{good}, {row}]}}'
+        for route in ("/v1/plan", "/v1/drafts"):
+            r = client.post(route, data=data, headers=h)
+            assert r.status_code == 422, (bad, route, r.get_json())
+            details = json.dumps(r.get_json()["error"]["details"])
+            assert '"1"' in details and "sheet row number" in details, details
+    maildir = services(client.application).settings.maildir_path  # type: ignore[arg-type]
+    assert not maildir.exists() or not any(maildir.rglob("*.eml"))
+
+
+def test_a_null_or_top_row_number_is_accepted(client: FlaskClient, auth: dict[str, str]) -> None:
+    rows = [invoice_row(invoice_id="A", row=None), invoice_row(invoice_id="B", row=10_000_000)]
+    r = post_plan(client, auth, today="2025-01-22", invoices=rows)
+    assert r.status_code == 200, r.get_json()
+    assert [row["row"] for row in r.get_json()["rows"]] == [2, 10_000_000]
 
 
 def test_a_cell_only_the_json_module_reads_is_that_rows_error_not_the_requests(
