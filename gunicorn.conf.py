@@ -22,3 +22,17 @@ def post_worker_init(worker: Any) -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """No cycle collection while a request runs: everything it allocates is alive until it
+    answers (a 100k-row plan holds millions of objects), so each collection would walk them
+    only to find nothing to free. That was 5-10% of a large plan."""
+    gc.disable()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Collection resumes once the response is sent (gunicorn calls this even when the request
+    failed): by then the request's objects are freed, and any cycle it left is collected as
+    before, at the next threshold."""
+    gc.enable()
