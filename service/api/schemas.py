@@ -94,6 +94,13 @@ class PlanRequestSchema(Schema):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValidationError(f"{value!r} is not an IANA timezone") from None
 
+    @validates("scope")
+    def _printable_scope(self, value: str | None, **_: Any) -> None:
+        # The scope keys the ledger and goes into each draft's X-Invoice-Collector-Key header:
+        # a control character would break the header (CR/LF) or PostgreSQL's text (NUL).
+        if value is not None and (not value.isprintable() or not value.strip()):
+            raise ValidationError("Must be printable text, with no control characters.")
+
 
 class DraftsRequestSchema(PlanRequestSchema):
     dry_run = fields.Boolean(

@@ -105,6 +105,22 @@ def test_unknown_timezone_and_bad_date_are_422(client: FlaskClient, auth: dict[s
     assert post_plan(client, auth, today="2025-02-30", invoices=[]).status_code == 422
 
 
+def test_a_scope_with_control_characters_is_422_before_anything_is_drafted(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # It keys the ledger and a header of every draft: NUL broke PostgreSQL (a 500), CR/LF the
+    # header (every row an error).
+    row = invoice_row(invoice_id="S-1")
+    for scope in ("a\x00b", "a\r\nBcc: x@y.example.com", "tab\there", "   "):
+        for route in ("/v1/plan", "/v1/drafts"):
+            body = {"today": "2025-01-22", "scope": scope, "invoices": [row]}
+            r = client.post(route, json=body, headers=auth)
+            assert r.status_code == 422, (scope, route)
+            assert "scope" in json.dumps(r.get_json()["error"]["details"])
+    ok = {"today": "2025-01-22", "scope": "Büro/1AbC-_x.csv", "invoices": [row]}
+    assert client.post("/v1/plan", json=ok, headers=auth).status_code == 200
+
+
 def test_malformed_requests_get_json_errors_not_500(
     client: FlaskClient, auth: dict[str, str]
 ) -> None:
