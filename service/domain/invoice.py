@@ -448,11 +448,16 @@ def _currency_conflicts(
             currency = currencies[i]
             if not names or not isinstance(currency, str) or currency in names:
                 continue
-            whose = "the row's currency" if written and not _blank(written[i]) else "the default"
+            named = " or ".join(sorted(names))
+            if written and not _blank(written[i]):
+                message = f"{cell!r} is in {named}, but the row's currency is {currency}"
+            else:
+                message = (
+                    f"{cell!r} is in {named}, but the currency cell is empty and the default "
+                    f"is {currency}"
+                )
             fields = problems.setdefault(i, {})
-            fields.setdefault(
-                source, f"{cell!r} is in {' or '.join(sorted(names))}, but {whose} is {currency}"
-            )
+            fields.setdefault(source, message)
             problems[i] = dict(sorted(fields.items(), key=lambda item: order.index(item[0])))
 
 

@@ -126,7 +126,11 @@ def test_letters_that_are_no_currency_code_are_an_error(letters: str) -> None:
             "amount",
             "in GBP, but the row's currency is EUR",
         ),
-        ({"amount": "€99", "currency": ""}, "amount", "'€99' is in EUR, but the default is USD"),
+        (
+            {"amount": "€99", "currency": ""},
+            "amount",
+            "is in EUR, but the currency cell is empty and the default is USD",
+        ),
         ({"amount_paid": "£5"}, "amount_paid", "'£5' is in GBP, but the row's currency is USD"),
     ],
 )
