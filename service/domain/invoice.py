@@ -14,7 +14,7 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError, validate_email
 
 from service.domain.dates import parse_date
-from service.domain.money import is_known_currency, parse_amount, stated_currencies
+from service.domain.money import Amount, is_known_currency, read_amount
 
 # The columns of DESIGN §3, in sheet order. The last three are written by the system.
 INPUT_FIELDS = (
@@ -184,17 +184,10 @@ def _emails(value: object) -> tuple[str, ...]:
     return parse_emails(value)
 
 
-def _amount(value: object) -> Decimal | None:
-    amount = parse_amount(value)
-    if amount is not None and amount < 0:
+def _amount(value: object) -> Amount:
+    amount = read_amount(value)
+    if amount.value is not None and amount.value < 0:
         raise ValueError("must not be negative")
-    return amount
-
-
-def _required_amount(value: object) -> Decimal:
-    amount = _amount(value)
-    if amount is None:
-        raise ValueError("is required")
     return amount
 
 
@@ -228,18 +221,22 @@ def _readers(options: ParseOptions, stated: dict[str, frozenset[str]]) -> dict[s
     """
     date_format = options.date_format
 
-    def noted(value: object, amount: Decimal) -> Decimal:
-        if type(value) is str and (names := stated_currencies(value)):
-            stated[value] = names
-        return amount
+    def noted(value: object) -> Decimal | None:
+        amount = _amount(value)
+        if amount.currencies and isinstance(value, str):  # only text names a currency
+            stated[value] = amount.currencies
+        return amount.value
 
     def required_amount(value: object) -> Decimal:
         if type(value) is str and value.isascii() and value.replace(".", "", 1).isdigit():
             return Decimal(value)  # the common case: plain digits with at most one point
-        return noted(value, _required_amount(value))
+        amount = noted(value)
+        if amount is None:
+            raise ValueError("is required")
+        return amount
 
     def paid(value: object) -> Decimal:
-        return noted(value, _amount(value) or _ZERO)
+        return noted(value) or _ZERO
 
     def date(value: object) -> dt.date | None:
         return parse_date(value, date_format)

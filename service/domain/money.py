@@ -42,20 +42,34 @@ class MoneyParseError(ValueError):
     """A value that is not an amount of money."""
 
 
+class Amount(NamedTuple):
+    """An amount cell read: its value (None when empty) and the currencies its text names."""
+
+    value: Decimal | None
+    currencies: frozenset[str] = frozenset()
+
+
 def parse_amount(value: object) -> Decimal | None:
-    """Parse an amount cell into a Decimal; ``None`` for an empty cell.
+    """Parse an amount cell into a Decimal; ``None`` for an empty cell (``read_amount``'s
+    value)."""
+    return read_amount(value).value
+
+
+def read_amount(value: object) -> Amount:
+    """Read an amount cell: a Decimal (``None`` for an empty cell) and the currencies it names
+    by code or symbol ("€99": EUR; none for "$5" or a plain number).
 
     Numbers pass through ``str`` so a float such as 0.1 becomes Decimal('0.1'), not its binary
     approximation. Text may carry a currency symbol or ISO code and thousands separators; a
-    parenthesised amount is negative, as accountants write it. Which currency the text names
-    is ``stated_currencies``'s answer.
+    parenthesised amount is negative, as accountants write it.
     """
     if type(value) is str and value.isascii() and value.replace(".", "", 1).isdigit():
-        return Decimal(value)  # the common case: plain digits with at most one point
+        return Amount(Decimal(value))  # the common case: plain digits with at most one point
     if value is None:
-        return None
+        return Amount(None)
     if isinstance(value, bool):
         raise MoneyParseError(f"{value!r} is not an amount")
+    named: frozenset[str] = frozenset()
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int | float):
@@ -63,7 +77,7 @@ def parse_amount(value: object) -> Decimal | None:
     elif isinstance(value, str):
         text = value.strip()
         if not text:
-            return None
+            return Amount(None)
         negative = text.startswith("(") and text.endswith(")")
         if negative:
             text = text[1:-1].strip()
@@ -71,7 +85,7 @@ def parse_amount(value: object) -> Decimal | None:
         core = match["number"].replace(" ", "") if match else ""
         if match is None or not _NUMBER.match(core) or (core.startswith("-") and negative):
             raise MoneyParseError(f"{value!r} is not an amount ({_EXPECTED})")
-        _named(value, match)  # letters must be a currency code, and name one currency
+        named = _named(value, match)  # letters must be a currency code, and name one currency
         result = Decimal(core.replace(",", ""))
         if negative:
             result = -result
@@ -79,16 +93,7 @@ def parse_amount(value: object) -> Decimal | None:
         raise MoneyParseError(f"{value!r} is not an amount")
     if not result.is_finite():
         raise MoneyParseError(f"{value!r} is not a finite amount")
-    return result
-
-
-def stated_currencies(value: object) -> frozenset[str]:
-    """The currencies an amount cell names by its code or symbol ("€99": EUR); empty when it
-    names none ("$5" or a plain number). Only meaningful for a cell ``parse_amount`` accepts."""
-    if type(value) is not str:
-        return frozenset()
-    match = _TEXT.fullmatch(value.strip().removeprefix("(").removesuffix(")").strip())
-    return _named(value, match) if match else frozenset()
+    return Amount(result, named)
 
 
 def _named(value: object, match: re.Match[str]) -> frozenset[str]:

@@ -15,7 +15,7 @@ from service.domain.money import (
     MoneyParseError,
     is_known_currency,
     parse_amount,
-    stated_currencies,
+    read_amount,
 )
 from tests.conftest import invoice_row
 
@@ -94,7 +94,7 @@ def test_malformed_amounts_are_errors(text: object) -> None:
     ],
 )
 def test_an_amount_names_its_currency_by_code_or_symbol(text: object, named: set[str]) -> None:
-    assert stated_currencies(text) == named
+    assert read_amount(text).currencies == named
 
 
 @given(
@@ -107,7 +107,7 @@ def test_a_code_before_or_after_the_number_is_read_as_its_currency(
 ) -> None:
     text = f"{value:,.2f} {code.lower()}" if after else f"{code} {value:,.2f}"
     assert parse_amount(text) == value
-    assert stated_currencies(text) == {code}
+    assert read_amount(text).currencies == {code}
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=3))
