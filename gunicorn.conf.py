@@ -10,6 +10,31 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+from gunicorn.http.body import Body
+
+# A request body is read in blocks of up to this much, not gunicorn's 1 KiB.
+_BODY_BLOCK = 1 << 20
+
+
+class BlockReadBody(Body):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's request body, read in blocks as large as the caller asks for (to 1 MiB).
+
+    gunicorn's own ``Body.read`` pulls the body through its reader 1 KiB per loop whatever
+    size is asked for (benoitc/gunicorn#2596): 12 ms of Python for the 6 MB JSON of a
+    20,000-row sheet, 5 ms this way. Filling the buffer first and then letting gunicorn's
+    ``read`` cut it keeps every other behaviour gunicorn's: its loop finds the bytes there.
+    """
+
+    def read(self, size: int | None = None) -> bytes:
+        wanted = self.getsize(size)
+        while wanted > self.buf.tell():
+            block = self.reader.read(min(wanted - self.buf.tell(), _BODY_BLOCK))
+            if not block:
+                break
+            self.buf.write(block)
+        data: bytes = super().read(size)
+        return data
+
 
 def post_worker_init(worker: Any) -> None:
     """Tune the cycle collector once the worker has loaded the app.
@@ -27,8 +52,14 @@ def post_worker_init(worker: Any) -> None:
 def pre_request(worker: Any, req: Any) -> None:
     """No cycle collection while a request runs: everything it allocates is alive until it
     answers (a 100k-row plan holds millions of objects), so each collection would walk them
-    only to find nothing to free. That was 5-10% of a large plan."""
+    only to find nothing to free. That was 5-10% of a large plan.
+
+    The body is read in large blocks (see BlockReadBody): the application reads it after this
+    hook, from ``req.body``.
+    """
     gc.disable()
+    if type(req.body) is Body:
+        req.body = BlockReadBody(req.body.reader)
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
