@@ -2,7 +2,10 @@
 
 The rows are cut into one contiguous share per process (service/parallel.py). Each share is
 planned, written out as JSON and summed up where it runs; the shares are then joined here. The
-one rule that spans shares, an invoice ID on more than one row, is settled before they start.
+one rule that spans shares, an invoice ID on more than one row, is checked after they finish:
+each share reports the IDs it holds, and a sheet with an ID in two shares (a mistake, and rare)
+is planned again knowing every repeated ID. Finding them first would be a serial pass over
+every row of every sheet.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class _Share(NamedTuple):
     rows: bytes
     summary: dict[str, Any]
     balances: Balances
+    ids: frozenset[str] | None  # its non-empty invoice IDs, when asked for
 
 
 def plan_report(
@@ -59,17 +63,25 @@ def plan_report(
     Takes the rows: the list is emptied, so that only the shares hold them.
     """
     slices = (sharing or Sharing()).slices(len(raw_rows))
-    duplicates = None
-    if len(slices) > 1:  # one share finds its duplicates itself
-        duplicates = repeated_ids(invoice_ids(raw_rows, settings.parse_options))
     shares = [(2 + start, raw_rows[start:stop]) for start, stop in slices]
     raw_rows.clear()
-    planned = fork_map(partial(_plan_share, today, settings, templates, locale, duplicates), shares)
+    several = len(shares) > 1
+    plan_shares = partial(_plan_share, today, settings, templates, locale)
+    planned = fork_map(partial(plan_shares, None, several), shares)
+    if several and _in_several([s.ids or frozenset() for s in planned]):
+        every_row = [raw for _, part in shares for raw in part]
+        duplicates = repeated_ids(invoice_ids(every_row, settings.parse_options))
+        planned = fork_map(partial(plan_shares, duplicates, False), shares)
     return PlanReport(
         rows=[s.rows for s in planned],
         summary=add_summaries([s.summary for s in planned]),
         totals=totals_list(add_balances([s.balances for s in planned]), locale),
     )
+
+
+def _in_several(id_sets: list[frozenset[str]]) -> bool:
+    """True when some ID is in more than one of the sets."""
+    return sum(map(len, id_sets)) != len(frozenset().union(*id_sets))
 
 
 def _plan_share(
@@ -78,6 +90,7 @@ def _plan_share(
     templates: TemplateSet,
     locale: str,
     duplicates: Collection[str] | None,
+    report_ids: bool,
     share: tuple[int, Rows],
 ) -> _Share:
     # Sheet rows are numbered from 2 (the header is row 1), wherever the share starts.
@@ -91,4 +104,5 @@ def _plan_share(
         duplicates=duplicates,
     )
     rows = [planned_row_dict(p, locale=locale) for p in planned]
-    return _Share(dump_bytes(rows), summarize(rows), overdue_balances(planned))
+    ids = frozenset(p.invoice_id for p in planned) - {""} if report_ids else None
+    return _Share(dump_bytes(rows), summarize(rows), overdue_balances(planned), ids)

@@ -74,9 +74,24 @@ def test_an_id_in_two_shares_is_a_duplicate_in_both(
     real = os.fork
     monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real())
     out = as_json(report(services_for_report, list(rows), Sharing(2, min_items=4)))
-    assert forks == [1]
+    # Each share found nothing wrong on its own; the ID in both sends them round again.
+    assert forks == [1, 1]
     assert [r["reason"] for r in out["rows"]][::9] == ["duplicate_invoice_id"] * 2
     assert [r["row"] for r in out["rows"]] == list(range(2, 12))
+    assert out == as_json(report(services_for_report, list(rows), Sharing()))
+
+
+def test_a_sheet_without_repeated_ids_is_planned_once(
+    services_for_report: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [invoice_row(invoice_id=f"INV-{i}") for i in range(10)]
+    rows[3] = invoice_row(invoice_id="INV-2")  # repeated within one share: that share sees it
+    forks = []
+    real = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real())
+    out = as_json(report(services_for_report, list(rows), Sharing(2, min_items=4)))
+    assert forks == [1]
+    assert [r["reason"] for r in out["rows"]][2:4] == ["duplicate_invoice_id"] * 2
     assert out == as_json(report(services_for_report, list(rows), Sharing()))
 
 
