@@ -37,12 +37,20 @@ class Sharing:
 
     processes: int = 1
     min_items: int = 4000
+    # An item computed in another process costs more than here: it travels there and its
+    # result back (or, in a forked child, pages are copied as it writes). At 20k plan rows on
+    # two cores the other share finished 12 ms after this one's 80 ms; this rate evens them.
+    elsewhere: float = 0.8
 
     def slices(self, count: int) -> list[tuple[int, int]]:
-        """Contiguous (start, stop) bounds of ``count`` items, one per process used."""
+        """Contiguous (start, stop) bounds of ``count`` items, one per process used; the
+        first, computed here, takes as many as each other at ``elsewhere`` times the rate."""
         shares = self.processes if count >= self.min_items else 1
-        size = max(1, -(-count // shares))  # ceiling division
-        return [(start, min(start + size, count)) for start in range(0, count, size)] or [(0, 0)]
+        if shares == 1 or count < 2:
+            return [(0, count)]
+        first = min(count, round(count / (1 + (shares - 1) * self.elsewhere)))
+        size = max(1, -(-(count - first) // (shares - 1)))  # ceiling division
+        return [(0, first)] + [(s, min(s + size, count)) for s in range(first, count, size)]
 
 
 @cache  # read once per process: every plan request asks

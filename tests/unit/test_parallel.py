@@ -138,9 +138,14 @@ def test_slices_cover_every_item_once_in_order(count: int, processes: int, min_i
 
 
 def test_slices_are_as_even_as_ceiling_division_makes_them() -> None:
-    assert Sharing(3, 1).slices(10) == [(0, 4), (4, 8), (8, 10)]
+    assert Sharing(3, 1, elsewhere=1).slices(10) == [(0, 3), (3, 7), (7, 10)]
     assert Sharing(2, 4000).slices(3999) == [(0, 3999)]
-    assert Sharing(2, 4000).slices(20_000) == [(0, 10_000), (10_000, 20_000)]
+    assert Sharing(2, 4000, elsewhere=1).slices(20_000) == [(0, 10_000), (10_000, 20_000)]
+
+
+def test_the_share_computed_here_is_larger_by_what_the_others_cost_to_move() -> None:
+    assert Sharing(2, 4000).slices(18_000) == [(0, 10_000), (10_000, 18_000)]
+    assert Sharing(3, 1, elsewhere=0.5).slices(10) == [(0, 5), (5, 8), (8, 10)]
 
 
 @pytest.mark.parametrize(
