@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from service.adapters.runs_sql import SqlRuns
     from service.adapters.sends_log import SendsLog
     from service.adapters.slack import SlackNotifier
+    from service.api.plan_report import SheetPlanner
 
 
 class GmailTokenMissing(AuthorizationError):
@@ -99,6 +100,17 @@ class Services:
 
         with self._lock:
             return SqlRuns(self._engine)
+
+    @cached_property
+    def sheet_planner(self) -> SheetPlanner:
+        """Plans /v1/plan's sheets; keeps helper processes for large ones (made on first use,
+        so each gunicorn worker has its own)."""
+        from service.api.plan_report import SheetPlanner
+
+        with self._lock:
+            return SheetPlanner(
+                self.plan_settings, self.templates, self.settings.locale, self.settings.plan_sharing
+            )
 
     @cached_property
     def sends_log(self) -> SendsLog | None:

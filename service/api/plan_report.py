@@ -1,7 +1,9 @@
 """The body of a plan response for many rows, planned on every core.
 
 The rows are cut into one contiguous share per process (service/parallel.py). Each share is
-planned, written out as JSON and summed up where it runs; the shares are then joined here. The
+planned, written out as JSON and summed up where it runs: on a helper process kept for the
+next large sheet (service/helper_processes.py), else in a child forked for this one; the
+shares are then joined here. The
 one rule that spans shares, an invoice ID on more than one row, is checked after they finish:
 each share reports the IDs it holds, and a sheet with an ID in two shares (a mistake, and rare)
 is planned again knowing every repeated ID. Finding them first would be a serial pass over
@@ -11,14 +13,15 @@ every row of every sheet.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
 from service.api.jsonio import dump_bytes
 from service.domain.decide import repeated_ids
 from service.domain.invoice import invoice_ids
-from service.parallel import Sharing, fork_map
+from service.helper_processes import HelperProcesses
+from service.parallel import Sharing
 from service.planning import PlanSettings, plan
 from service.rendering import TemplateSet
 from service.results import (
@@ -49,6 +52,69 @@ class _Share(NamedTuple):
     ids: frozenset[str] | None  # its non-empty invoice IDs, when asked for
 
 
+# No sheet row is shorter than this in JSON, so a smaller body cannot be a sheet worth sharing.
+_LEAST_ROW_BYTES = 64
+
+# What a share's process needs: the day (as an ordinal), the repeated IDs when known, whether to
+# report the share's IDs, its first sheet row and its rows. Plain values, so marshal carries it.
+ShareArg = tuple[int, frozenset[str] | None, bool, int, Rows]
+
+
+class SheetPlanner:
+    """Plans whole sheets for one configuration, a large sheet in shares on every core."""
+
+    def __init__(
+        self,
+        settings: PlanSettings,
+        templates: TemplateSet,
+        locale: str,
+        sharing: Sharing | None = None,
+    ) -> None:
+        self.settings = settings
+        self.locale = locale
+        self.sharing = sharing or Sharing()
+        self._shares = HelperProcesses(
+            partial(_share_job, settings, templates, locale), self.sharing.processes - 1
+        )
+
+    def expect(self, body_bytes: int) -> None:
+        """Ready the helper processes when a request body this large may be a sheet to share.
+        Called before the body is read, so that they hold none of it."""
+        if body_bytes >= self.sharing.min_items * _LEAST_ROW_BYTES:
+            self._shares.start()
+
+    @property
+    def helper_pids(self) -> list[int]:
+        """The helper processes running now."""
+        return self._shares.pids
+
+    def close(self) -> None:
+        """Stop the helper processes for good."""
+        self._shares.close()
+
+    def report(self, raw_rows: Rows, *, today: dt.date) -> PlanReport:
+        """Plan every row, one row per sheet row.
+
+        Takes the rows: the list is emptied, so that only the shares hold them.
+        """
+        slices = self.sharing.slices(len(raw_rows))
+        shares = [(2 + start, raw_rows[start:stop]) for start, stop in slices]
+        raw_rows.clear()
+        day = today.toordinal()
+        several = len(shares) > 1
+        planned = self._shares.map([(day, None, several, *share) for share in shares])
+        if several and _in_several([s.ids or frozenset() for s in planned]):
+            every_row = [raw for _, part in shares for raw in part]
+            ids = invoice_ids(every_row, self.settings.parse_options)
+            duplicates = frozenset(repeated_ids(ids))
+            planned = self._shares.map([(day, duplicates, False, *share) for share in shares])
+        return PlanReport(
+            rows=[s.rows for s in planned],
+            summary=add_summaries([s.summary for s in planned]),
+            totals=totals_list(add_balances([s.balances for s in planned]), self.locale),
+        )
+
+
 def plan_report(
     raw_rows: Rows,
     *,
@@ -58,25 +124,9 @@ def plan_report(
     locale: str,
     sharing: Sharing | None = None,
 ) -> PlanReport:
-    """Plan every row (a large sheet on ``sharing.processes`` cores), one row per sheet row.
-
-    Takes the rows: the list is emptied, so that only the shares hold them.
-    """
-    slices = (sharing or Sharing()).slices(len(raw_rows))
-    shares = [(2 + start, raw_rows[start:stop]) for start, stop in slices]
-    raw_rows.clear()
-    several = len(shares) > 1
-    plan_shares = partial(_plan_share, today, settings, templates, locale)
-    planned = fork_map(partial(plan_shares, None, several), shares)
-    if several and _in_several([s.ids or frozenset() for s in planned]):
-        every_row = [raw for _, part in shares for raw in part]
-        duplicates = repeated_ids(invoice_ids(every_row, settings.parse_options))
-        planned = fork_map(partial(plan_shares, duplicates, False), shares)
-    return PlanReport(
-        rows=[s.rows for s in planned],
-        summary=add_summaries([s.summary for s in planned]),
-        totals=totals_list(add_balances([s.balances for s in planned]), locale),
-    )
+    """SheetPlanner(...).report(raw_rows): with no helper processes, a large sheet's shares go to
+    children forked for it."""
+    return SheetPlanner(settings, templates, locale, sharing).report(raw_rows, today=today)
 
 
 def _in_several(id_sets: list[frozenset[str]]) -> bool:
@@ -84,20 +134,14 @@ def _in_several(id_sets: list[frozenset[str]]) -> bool:
     return sum(map(len, id_sets)) != len(frozenset().union(*id_sets))
 
 
-def _plan_share(
-    today: dt.date,
-    settings: PlanSettings,
-    templates: TemplateSet,
-    locale: str,
-    duplicates: Collection[str] | None,
-    report_ids: bool,
-    share: tuple[int, Rows],
+def _share_job(
+    settings: PlanSettings, templates: TemplateSet, locale: str, arg: ShareArg
 ) -> _Share:
+    day, duplicates, report_ids, first_row, raw_rows = arg
     # Sheet rows are numbered from 2 (the header is row 1), wherever the share starts.
-    first_row, raw_rows = share
     planned = plan(
         raw_rows,
-        today=today,
+        today=dt.date.fromordinal(day),
         settings=settings,
         templates=templates,
         first_row=first_row,

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 
 from service.api.app_context import services
 from service.api.errors import ApiError
 from service.api.jsonio import Blueprint, with_rows
-from service.api.plan_report import plan_report
 from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
 from service.bootstrap import Services
 from service.domain.dates import today_in
@@ -81,6 +80,12 @@ def planned_envelope(
     return {**envelope_head(ctx, summarize(rows), overdue_totals(planned, locale)), "rows": rows}
 
 
+@blp.before_request
+def expect_sheet() -> None:
+    """A large sheet is planned on helper processes: ready them before its body is read."""
+    services(current_app).sheet_planner.expect(request.content_length or 0)
+
+
 @blp.route("/plan")
 class Plan(MethodView):
     @blp.arguments(PlanRequestSchema)
@@ -92,14 +97,7 @@ class Plan(MethodView):
         """Decide each invoice's stage and render its reminder; creates nothing."""
         svc = services(current_app)
         ctx = resolve(args, svc)
-        report = plan_report(
-            # The request gives up its rows: they go as soon as the plan is written.
-            args.pop("invoices"),
-            today=ctx.today,
-            settings=svc.plan_settings,
-            templates=svc.templates,
-            locale=svc.settings.locale,
-            sharing=svc.settings.plan_sharing,
-        )
+        # The request gives up its rows: they go as soon as the plan is written.
+        report = svc.sheet_planner.report(args.pop("invoices"), today=ctx.today)
         head = envelope_head(ctx, report.summary, report.totals)
         return Response(with_rows(head, report.rows), mimetype="application/json")
