@@ -69,7 +69,7 @@ def ours(base: str, master: int, rows: list[list[str]], repeats: int) -> dict[st
     body = request_body(rows)
     times, payload = post(base, body, repeats)
     (worker,) = worker_pids(master.pid)  # type: ignore[attr-defined]
-    # One more request, untimed, while the worker's share processes are watched.
+    # One more request, untimed, while the worker's helper processes are watched.
     with SharePeak(worker) as shares:
         post(base, body, 1)
     best = min(times)
@@ -210,11 +210,7 @@ def main() -> None:
                 f"speed ({e['rows_s'] / c['rows_s']:.0%} in one process) and "
                 f"{a['rows_s'] / d['rows_s']:.0%} of the echo's; its peak RSS is "
                 f"{a['peak_rss_mb']:.0f} MiB"
-                + (
-                    f", plus {a['share_rss_mb']:.0f} MiB of its share process's own."
-                    if shares
-                    else "."
-                )
+                + (f", plus {a['share_rss_mb']:.0f} MiB of its helper's own." if shares else ".")
             )
             if n == 20000:
                 met = "met" if a["rows_s"] >= 5 * b["rows_s"] else "**not met**"
@@ -242,11 +238,13 @@ original design's pipeline (pandas `DataFrame`, `iterrows`, one template file re
 per invoice) in-process on the same rows, without HTTP or JSON. Rows: 100 clients, due dates
 spread from 20 days ahead to 70 days behind, 60% Overdue; blank cells are `""`.
 "Ours" plans a sheet of 4,000 rows or more in shares, one per core (`PLAN_PROCESSES`, default: every
-core; this machine has 2): the worker forks for the request and joins the results. "One process"
-is the same API with `PLAN_PROCESSES=1`. RSS is the gunicorn worker's peak (VmHWM, cumulative over
-the run, so it is the largest request's), plus the most memory the share process held of its own
-(private pages, sampled every 2 ms in one more request; the pages it shares with the worker are
-in the worker's figure).
+core; this machine has 2): a helper process, forked by the worker at its first large request
+and kept, plans the other share, and the worker joins the results. Each figure is a best try,
+so it is a request that found the helper running. "One process" is the same API with
+`PLAN_PROCESSES=1`. RSS is the gunicorn worker's peak (VmHWM, cumulative over the run, so it
+is the largest request's), plus the most memory the helper held of its own (private pages,
+sampled every 2 ms in one more request; the pages it shares with the worker are in the
+worker's figure).
 Three reference servers share the HTTP stack, the client and the bodies, in the same run; the
 echo and the bound run in one process. "Echo"
 is the ceiling: it only parses the rows and sends them back (`benchmarks/echo_app.py`). "Bound"

@@ -52,8 +52,9 @@ class _Share(NamedTuple):
     ids: frozenset[str] | None  # its non-empty invoice IDs, when asked for
 
 
-# No sheet row is shorter than this in JSON, so a smaller body cannot be a sheet worth sharing.
-_LEAST_ROW_BYTES = 64
+# A sheet row with the required columns is longer than this in JSON (its keys alone are 70
+# bytes), so a smaller body is no sheet worth sharing, and starts no helper.
+_LEAST_ROW_BYTES = 100
 
 # What a share's process needs: the day (as an ordinal), the repeated IDs when known, whether to
 # report the share's IDs, its first sheet row and its rows. Plain values, so marshal carries it.
