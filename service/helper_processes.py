@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
-from service.parallel import fork_map
+from service.parallel import fork_map, reap
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -238,10 +238,8 @@ def _receive_exactly(sock: socket.socket, size: int, deadline: float) -> bytearr
 
 def _kill(helper: _Helper) -> None:
     helper.sock.close()
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(helper.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(helper.pid, 0)
+    with contextlib.suppress(ChildProcessError):  # already reaped
+        reap(helper.pid, kill=True)
 
 
 def _stop_all(helpers: list[_Helper], owner: list[int]) -> None:

@@ -86,7 +86,7 @@ def fork_map(fn: Callable[[T], R], parts: Sequence[T], grace: float = 5.0) -> li
     except BaseException:
         for pid, fd in children:
             os.close(fd)
-            _reap(pid, kill=True)
+            reap(pid, kill=True)
         raise
     now = time.monotonic()
     deadline = now + grace + 2 * (now - started)
@@ -124,10 +124,10 @@ def _receive(pid: int, fd: int, deadline: float) -> tuple[int, bytes]:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([pipe], [], [], wait)[0]:
                 log.warning("a share process is still busy past its deadline; stopping it")
-                return _reap(pid, kill=True), b""
+                return reap(pid, kill=True), b""
             chunk = pipe.read(_PIPE_BYTES)
             if not chunk:  # the child closed its end: all of it is here
-                return _reap(pid), b"".join(chunks)
+                return reap(pid), b"".join(chunks)
             chunks.append(chunk)
 
 
@@ -145,7 +145,8 @@ def _result(fn: Callable[[T], R], part: T, received: tuple[int, bytes]) -> R:
     return fn(part)
 
 
-def _reap(pid: int, kill: bool = False) -> int:
+def reap(pid: int, kill: bool = False) -> int:
+    """Wait for our child ``pid`` to end (killing it first if asked); its exit code."""
     if kill:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
