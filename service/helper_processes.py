@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from service.parallel import fork_map, reap
@@ -92,38 +92,46 @@ class HelperProcesses(Generic[A, R]):
         finally:
             self._lock.release()
 
+    @contextlib.contextmanager
+    def round(self) -> Iterator[Round[A, R] | None]:
+        """The helpers, for one request's work: None while another thread has them. A helper
+        still owing an answer when the round ends is stopped, so that the answer is never read
+        as another's."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            self._drop_gone()
+            work = Round(self)
+            try:
+                yield work
+            finally:
+                work.abandon()
+        finally:
+            self._lock.release()
+
     def map(self, args: Sequence[A]) -> list[R]:
         """``[job(arg) for arg in args]``: the first here, each other on a helper when there is
         one for each, else as ``fork_map`` would."""
         if len(args) < 2:
             return [self._job(arg) for arg in args]
-        if not self._lock.acquire(blocking=False):  # another thread's request has them
-            return fork_map(self._job, args, self._grace)
-        try:
-            self._drop_gone()
-            if len(self._helpers) < len(args) - 1:
+        with self.round() as work:
+            if work is None or work.idle < len(args) - 1:
                 return fork_map(self._job, args, self._grace)
-            helpers = self._helpers[: len(args) - 1]
-            sent = [self._send(h, arg) for h, arg in zip(helpers, args[1:], strict=True)]
+            pids = work.send(args[1:])
             started = time.monotonic()
-            try:
-                first = self._job(args[0])
-            except BaseException:
-                for helper, ok in zip(helpers, sent, strict=True):
-                    if ok:  # its answer would be read as the next request's
-                        self._stop(helper)
-                raise
-            now = time.monotonic()
-            deadline = now + self._grace + 2 * (now - started)
-            replies = [
-                self._receive(h, deadline) if ok else None
-                for h, ok in zip(helpers, sent, strict=True)
-            ]
-            return [first, *map(self._result, args[1:], replies)]
-        finally:
-            self._lock.release()
+            first = self._job(args[0])
+            replies = work.receive(pids, self.deadline(started))
+            pairs = zip(args[1:], replies, strict=True)
+            return [first, *(self._job(a) if r is None else r for a, r in pairs)]
 
-    def _result(self, arg: A, reply: bytes | bytearray | None) -> R:
+    def deadline(self, started: float) -> float:
+        """When helpers that were sent work at ``started`` have had long enough: ``grace``
+        seconds, plus twice what this process has spent since."""
+        now = time.monotonic()
+        return now + self._grace + 2 * (now - started)
+
+    def _result(self, reply: bytes | bytearray | None) -> R | None:
         if reply:
             try:
                 # Our own helper's bytes, through a socket only the two of us hold.
@@ -131,7 +139,7 @@ class HelperProcesses(Generic[A, R]):
                 return result
             except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
                 log.warning("a helper's result could not be read (%s); computing it here", exc)
-        return self._job(arg)
+        return None
 
     def _send(self, helper: _Helper, arg: A) -> bool:
         try:
@@ -188,6 +196,54 @@ class HelperProcesses(Generic[A, R]):
         _kill(helper)
         if helper in self._helpers:
             self._helpers.remove(helper)
+
+
+class Round(Generic[A, R]):
+    """One request's work on the helpers: ``send`` some, compute here, ``receive`` theirs."""
+
+    def __init__(self, owner: HelperProcesses[A, R]) -> None:
+        self._owner = owner
+        self._waiting: dict[int, _Helper] = {}  # by pid: sent work, answer not yet read
+
+    @property
+    def idle(self) -> int:
+        """How many helpers could take work now."""
+        return len(self._owner._helpers) - len(self._waiting)
+
+    def send(self, args: Sequence[A], to: Sequence[int | None] | None = None) -> list[int | None]:
+        """Send each arg to an idle helper of its own: the one whose pid ``to`` names, or the
+        next one. The pid of the helper that took each arg; None where none did."""
+        pids: list[int | None] = []
+        for i, arg in enumerate(args):
+            helper = self._idle_helper(None if to is None else to[i])
+            if helper is not None and self._owner._send(helper, arg):
+                self._waiting[helper.pid] = helper
+                pids.append(helper.pid)
+            else:
+                pids.append(None)
+        return pids
+
+    def receive(self, pids: Sequence[int | None], deadline: float) -> list[R | None]:
+        """The answer of each helper ``send`` named, in order; None where there is none: it was
+        sent nothing, failed, or had not answered by ``deadline`` (it is then stopped)."""
+        replies: list[R | None] = []
+        for pid in pids:
+            helper = None if pid is None else self._waiting.pop(pid, None)
+            reply = None if helper is None else self._owner._receive(helper, deadline)
+            replies.append(self._owner._result(reply))
+        return replies
+
+    def abandon(self) -> None:
+        """Stop every helper whose answer is still owed."""
+        for helper in self._waiting.values():
+            self._owner._stop(helper)
+        self._waiting.clear()
+
+    def _idle_helper(self, pid: int | None) -> _Helper | None:
+        for helper in self._owner._helpers:
+            if helper.pid not in self._waiting and pid in (None, helper.pid):
+                return helper
+        return None
 
 
 def _serve(job: Callable[[Any], Any], sock: socket.socket, idle: float) -> None:

@@ -3,24 +3,36 @@
 The rows are cut into one contiguous share per process (service/parallel.py). Each share is
 planned, written out as JSON and summed up where it runs: on a helper process kept for the
 next large sheet (service/helper_processes.py), else in a child forked for this one; the
-shares are then joined here. The
-one rule that spans shares, an invoice ID on more than one row, is checked after they finish:
-each share reports the IDs it holds, and a sheet with an ID in two shares (a mistake, and rare)
-is planned again knowing every repeated ID. Finding them first would be a serial pass over
-every row of every sheet.
+shares are then joined here.
+
+A large sheet's body is not even read whole here: ``read`` cuts it between rows
+(service/json_split.py) and sends each helper the text of its part, to read, check and keep
+while this process reads the head; ``report`` then asks each helper to plan the rows it holds.
+Reading the body was a quarter of a 20,000-row plan, and no helper could start before it
+was done. Any part that goes wrong (a helper gone, a body laid out otherwise) is read here,
+or the body read whole, as before.
+
+The one rule that spans shares, an invoice ID on more than one row, is checked after they
+finish: each share reports the IDs it holds, and a sheet with an ID in two shares (a mistake,
+and rare) is planned again knowing every repeated ID. Finding them first would be a serial
+pass over every row of every sheet.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import itertools
+import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
+from service import json_split
 from service.api.jsonio import dump_bytes
+from service.api.sheet_rows import Part, Rows, SheetRows, row_problems
 from service.domain.decide import repeated_ids
 from service.domain.invoice import invoice_ids
-from service.helper_processes import HelperProcesses
+from service.helper_processes import HelperProcesses, Round
 from service.parallel import Sharing
 from service.planning import PlanSettings, plan
 from service.rendering import TemplateSet
@@ -33,8 +45,6 @@ from service.results import (
     summarize,
     totals_list,
 )
-
-Rows = list[Mapping[str, object]]
 
 
 class PlanReport(NamedTuple):
@@ -52,13 +62,25 @@ class _Share(NamedTuple):
     ids: frozenset[str] | None  # its non-empty invoice IDs, when asked for
 
 
+class _Held(NamedTuple):
+    """A helper's answer to a part of a body: how many rows it read (none: it does not read, as
+    orjson reads it) and their problems, by index in the part."""
+
+    rows: int
+    problems: dict[int, str]
+
+
 # A sheet row with the required columns is longer than this in JSON (its keys alone are 70
 # bytes), so a smaller body is no sheet worth sharing, and starts no helper.
 _LEAST_ROW_BYTES = 100
+_ROWS_KEY = "invoices"
 
-# What a share's process needs: the day (as an ordinal), the repeated IDs when known, whether to
-# report the share's IDs, its first sheet row and its rows. Plain values, so marshal carries it.
-ShareArg = tuple[int, frozenset[str] | None, bool, int, Rows]
+# What a share's process is asked, as plain values that marshal carries:
+# ("plan", day as an ordinal, the repeated IDs when known, whether to report the share's IDs,
+#  its first sheet row, its rows or the ticket of the rows it holds);
+# ("hold", ticket, a part's text): read the rows and keep them for the "plan" with that ticket;
+# ("drop",): forget the rows held.
+ShareArg = tuple[Any, ...]
 
 
 class SheetPlanner:
@@ -74,14 +96,16 @@ class SheetPlanner:
         self.settings = settings
         self.locale = locale
         self.sharing = sharing or Sharing()
-        self._shares = HelperProcesses(
-            partial(_share_job, settings, templates, locale), self.sharing.processes - 1
+        self._plan = partial(_plan_share, settings, templates, locale)
+        self._shares: HelperProcesses[ShareArg, Any] = HelperProcesses(
+            partial(_share_job, self._plan, {}), self.sharing.processes - 1
         )
+        self._tickets = itertools.count(1)
 
     def expect(self, body_bytes: int) -> None:
         """Ready the helper processes when a request body this large may be a sheet to share.
         Called before the body is read, so that they hold none of it."""
-        if body_bytes >= self.sharing.min_items * _LEAST_ROW_BYTES:
+        if self._large(body_bytes):
             self._shares.start()
 
     @property
@@ -93,27 +117,130 @@ class SheetPlanner:
         """Stop the helper processes for good."""
         self._shares.close()
 
-    def report(self, raw_rows: Rows, *, today: dt.date) -> PlanReport:
+    def read(self, body: bytes) -> dict[str, Any] | None:
+        """A large sheet's request body as loads() reads it, but for its rows: SheetRows, read in
+        parts, the head here while each helper reads and keeps another. None when the body is
+        not read so (small, no idle helper, another layout, or a part that does not read):
+        then read it whole."""
+        if not self._large(len(body)):
+            return None
+        with self._shares.round() as work:
+            if work is None or not work.idle:
+                return None
+            # The body's bytes are shared as its rows would be (a row's text is its cost).
+            bounds = Sharing(work.idle + 1, 0, self.sharing.elsewhere).slices(len(body))
+            cuts = json_split.cut(body, [start for start, _ in bounds[1:]])
+            if cuts is None:
+                return None
+            ticket = next(self._tickets)
+            count = len(cuts.commas)
+            pids = work.send(
+                [("hold", ticket, json_split.part_text(body, cuts, i)) for i in range(1, count + 1)]
+            )
+            started = time.monotonic()
+            document = json_split.read_head(body, cuts, _ROWS_KEY)
+            held: list[_Held | None] = work.receive(pids, self._shares.deadline(started))
+            holders = [pid for pid, h in zip(pids, held, strict=True) if pid and h and h.rows]
+            if document is None or len(holders) < sum(h is not None for h in held):
+                self._drop(work, holders)
+                return None
+            sheet = SheetRows(document[_ROWS_KEY], [], body, cuts, ticket)
+            for index, (pid, answer) in enumerate(zip(pids, held, strict=True), 1):
+                start = len(sheet)
+                if answer is not None:
+                    sheet.parts.append(Part(start, answer.rows, pid))
+                    sheet.problems |= {start + i: p for i, p in answer.problems.items()}
+                    continue
+                # Its helper failed: read here.
+                rows = json_split.read_part(json_split.part_text(body, cuts, index))
+                if rows is None:
+                    self._drop(work, holders)
+                    return None
+                sheet.parts.append(Part(start, len(rows), None, rows))
+                sheet.problems |= row_problems(rows, start)
+            document[_ROWS_KEY] = sheet
+            return document
+
+    def forget(self, rows: object) -> None:
+        """Let the helpers drop the rows they hold for ``rows`` (a request that ended before its
+        plan: refused, or failed)."""
+        if not isinstance(rows, SheetRows):
+            return
+        holders = [part.holder for part in rows.parts if part.holder is not None]
+        for part in rows.parts:
+            part.holder = None
+        if holders:
+            with self._shares.round() as work:
+                if work is not None:
+                    self._drop(work, holders)
+
+    def report(self, raw_rows: Rows | SheetRows, *, today: dt.date) -> PlanReport:
         """Plan every row, one row per sheet row.
 
         Takes the rows: the list is emptied, so that only the shares hold them.
         """
+        day = today.toordinal()
+        if isinstance(raw_rows, SheetRows):
+            return self._report_parts(raw_rows, day)
         slices = self.sharing.slices(len(raw_rows))
         shares = [(2 + start, raw_rows[start:stop]) for start, stop in slices]
         raw_rows.clear()
-        day = today.toordinal()
+        return self._report_shares(shares, day)
+
+    def _report_shares(self, shares: list[tuple[int, Rows]], day: int) -> PlanReport:
         several = len(shares) > 1
-        planned = self._shares.map([(day, None, several, *share) for share in shares])
-        if several and _in_several([s.ids or frozenset() for s in planned]):
-            every_row = [raw for _, part in shares for raw in part]
-            ids = invoice_ids(every_row, self.settings.parse_options)
-            duplicates = frozenset(repeated_ids(ids))
-            planned = self._shares.map([(day, duplicates, False, *share) for share in shares])
-        return PlanReport(
-            rows=[s.rows for s in planned],
-            summary=add_summaries([s.summary for s in planned]),
-            totals=totals_list(add_balances([s.balances for s in planned]), self.locale),
+        planned: list[_Share] = self._shares.map(
+            [("plan", day, None, several, *share) for share in shares]
         )
+        if several and _in_several([s.ids or frozenset() for s in planned]):
+            planned = self._replan(shares, day)
+        return _joined(planned, self.locale)
+
+    def _report_parts(self, sheet: SheetRows, day: int) -> PlanReport:
+        held = [part for part in sheet.parts if part.holder is not None]
+        with self._shares.round() as work:
+            args = [("plan", day, None, True, 2 + p.start, sheet.ticket) for p in held]
+            pids = work.send(args, [p.holder for p in held]) if work else [None] * len(held)
+            for part, pid in zip(held, pids, strict=True):
+                if pid is not None:  # it gives the rows up as it plans them
+                    part.holder = None
+            started = time.monotonic()
+            first = self._plan(day, None, True, 2, sheet.head)
+            deadline = self._shares.deadline(started)
+            answers = work.receive(pids, deadline) if work else [None] * len(held)
+        replies: dict[int, _Share | None] = dict(zip(map(id, held), answers, strict=True))
+        self.forget(sheet)  # a helper that was not sent its plan still holds its rows
+        planned = [first]
+        for index, part in enumerate(sheet.parts, 1):
+            reply = replies.get(id(part))
+            if reply is None:  # its helper failed, or it was read here
+                if part.rows is None:
+                    part.rows = _read_part(sheet, index)
+                reply = self._plan(day, None, True, 2 + part.start, part.rows)
+            planned.append(reply)
+        if _in_several([s.ids or frozenset() for s in planned]):
+            every = [
+                (2 + p.start, p.rows or _read_part(sheet, i)) for i, p in enumerate(sheet.parts, 1)
+            ]
+            planned = self._replan([(2, sheet.head), *every], day)
+        sheet.head = []
+        return _joined(planned, self.locale)
+
+    def _replan(self, shares: list[tuple[int, Rows]], day: int) -> list[_Share]:
+        """The shares planned again, knowing every invoice ID on more than one row."""
+        every_row = [raw for _, part in shares for raw in part]
+        duplicates = frozenset(repeated_ids(invoice_ids(every_row, self.settings.parse_options)))
+        replanned: list[_Share] = self._shares.map(
+            [("plan", day, duplicates, False, *share) for share in shares]
+        )
+        return replanned
+
+    def _drop(self, work: Round[ShareArg, Any], pids: list[int]) -> None:
+        sent = work.send([("drop",)] * len(pids), pids)
+        work.receive(sent, self._shares.deadline(time.monotonic()))
+
+    def _large(self, body_bytes: int) -> bool:
+        return body_bytes >= self.sharing.min_items * _LEAST_ROW_BYTES
 
 
 def plan_report(
@@ -130,15 +257,57 @@ def plan_report(
     return SheetPlanner(settings, templates, locale, sharing).report(raw_rows, today=today)
 
 
+def _joined(planned: list[_Share], locale: str) -> PlanReport:
+    return PlanReport(
+        rows=[s.rows for s in planned],
+        summary=add_summaries([s.summary for s in planned]),
+        totals=totals_list(add_balances([s.balances for s in planned]), locale),
+    )
+
+
+def _read_part(sheet: SheetRows, index: int) -> Rows:
+    """Part ``index``'s rows, read here: its helper read them before, so they read."""
+    rows = json_split.read_part(json_split.part_text(sheet.body, sheet.cuts, index))
+    if rows is None:
+        raise RuntimeError("a part of the body that a helper read does not read here")
+    return rows
+
+
 def _in_several(id_sets: list[frozenset[str]]) -> bool:
     """True when some ID is in more than one of the sets."""
     return sum(map(len, id_sets)) != len(frozenset().union(*id_sets))
 
 
-def _share_job(
-    settings: PlanSettings, templates: TemplateSet, locale: str, arg: ShareArg
+def _share_job(plan_share: Callable[..., _Share], held: dict[int, Rows], arg: ShareArg) -> Any:
+    """A share's work, on a helper process or here: see ShareArg. ``held`` is the rows a helper
+    keeps from a "hold" to its "plan" (its own: a helper is a forked process)."""
+    if arg[0] == "hold":
+        _, ticket, text = arg
+        held.clear()
+        rows = json_split.read_part(text)
+        if rows is None:
+            return _Held(0, {})
+        held[ticket] = rows
+        return _Held(len(rows), row_problems(rows))
+    if arg[0] == "drop":
+        held.clear()
+        return _Held(0, {})
+    _, day, duplicates, report_ids, first_row, rows = arg
+    return plan_share(
+        day, duplicates, report_ids, first_row, held.pop(rows) if isinstance(rows, int) else rows
+    )
+
+
+def _plan_share(
+    settings: PlanSettings,
+    templates: TemplateSet,
+    locale: str,
+    day: int,
+    duplicates: frozenset[str] | None,
+    report_ids: bool,
+    first_row: int,
+    raw_rows: Rows,
 ) -> _Share:
-    day, duplicates, report_ids, first_row, raw_rows = arg
     # Sheet rows are numbered from 2 (the header is row 1), wherever the share starts.
     planned = plan(
         raw_rows,

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask.views import MethodView
 
 from service.api.app_context import services
 from service.api.errors import ApiError
-from service.api.jsonio import Blueprint, with_rows
+from service.api.jsonio import READ_AHEAD, Blueprint, with_rows
 from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
 from service.bootstrap import Services
 from service.domain.dates import today_in
@@ -81,9 +81,23 @@ def planned_envelope(
 
 
 @blp.before_request
-def expect_sheet() -> None:
-    """A large sheet is planned on helper processes: ready them before its body is read."""
-    services(current_app).sheet_planner.expect(request.content_length or 0)
+def read_sheet() -> None:
+    """A large sheet is planned on helper processes: ready them before its body is read, then
+    have each read a part of the body (and keep its rows) while this process reads the head."""
+    planner = services(current_app).sheet_planner
+    planner.expect(request.content_length or 0)
+    if request.method == "POST" and request.is_json:
+        document = planner.read(request.get_data(cache=True))
+        if document is not None:
+            g.setdefault(READ_AHEAD, document)
+
+
+@blp.teardown_request
+def forget_sheet(_: BaseException | None) -> None:
+    """Rows a helper kept for a plan that never came (a refused request) are let go."""
+    document = g.get(READ_AHEAD)
+    if document is not None:
+        services(current_app).sheet_planner.forget(document.get("invoices"))
 
 
 @blp.route("/plan")

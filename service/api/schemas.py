@@ -6,10 +6,13 @@ against these schemas, and the OpenAPI document is generated from them.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from service.api.sheet_rows import LISTED_PROBLEMS, SheetRows, row_problems
 
 
 class ErrorBodySchema(Schema):
@@ -26,21 +29,6 @@ class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
-# Google Sheets holds at most 10 million cells, so no sheet has a row beyond this.
-MAX_SHEET_ROW = 10_000_000
-
-
-def _row_problem(row: Any) -> str | None:
-    if type(row) is not dict:
-        return "Each row must be an object."
-    number = row.get("row")
-    if number is None or (type(number) is int and 1 <= number <= MAX_SHEET_ROW):
-        return None
-    # The results are written back to this row: a row number that is not one would put a
-    # reminder's status beside another client's invoice, or nowhere.
-    return f"`row` must be a sheet row number from 1 to {MAX_SHEET_ROW:,}."
-
-
 class InvoiceRows(fields.List):  # type: ignore[type-arg]
     """A list of row objects, each with an optional sheet row number `row`. Checked in one pass:
     cells are free-form and the domain parser reports per-row, per-field errors, so marshmallow
@@ -49,13 +37,23 @@ class InvoiceRows(fields.List):  # type: ignore[type-arg]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(fields.Dict(keys=fields.String(), values=fields.Raw()), **kwargs)
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Any]:
-        if not isinstance(value, list):
-            raise ValidationError("Not a valid list of rows.")
-        problems = {i: p for i, row in enumerate(value) if (p := _row_problem(row)) is not None}
-        if problems:
-            raise ValidationError({i: [p] for i, p in list(problems.items())[:20]})
-        return value
+    # A large sheet read in parts (service/api/plan_report.py) stays so: SheetRows.
+    def _deserialize(  # type: ignore[override]
+        self, value: object, attr: Any, data: Any, **kwargs: Any
+    ) -> list[Any] | SheetRows:
+        if isinstance(value, SheetRows):  # the parts' rows were checked where they were read
+            _check({**row_problems(value.head), **value.problems})
+            return value
+        if isinstance(value, list):
+            _check(row_problems(value))
+            return value
+        raise ValidationError("Not a valid list of rows.")
+
+
+def _check(problems: dict[int, str]) -> None:
+    if problems:
+        listed = islice(problems.items(), LISTED_PROBLEMS)
+        raise ValidationError({i: [p] for i, p in listed})
 
 
 class PlanRequestSchema(Schema):

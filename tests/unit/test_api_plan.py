@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask.testing import FlaskClient
 
@@ -216,6 +217,44 @@ def test_a_large_sheet_planned_on_several_processes_answers_as_on_one(
         svc.sheet_planner.close()
     assert answers[3] == answers[2] == answers[1] == answers[0]
     assert PlanResponseSchema().validate(answers[3]) == {}
+
+
+def test_a_large_sheet_is_read_in_parts_and_refused_as_when_read_whole(
+    make_settings: Callable[..., Settings], auth: dict[str, str]
+) -> None:
+    rows = [invoice_row(invoice_id=f"INV-{i}") for i in range(30)]
+    rows[28:] = ["not a row", invoice_row(row=0)]  # both in a helper's part
+    answers = []
+    read_in_parts = []
+    for processes in ("1", "2", "3"):
+        svc = build_services(make_settings(PLAN_PROCESSES=processes, PLAN_SHARE_MIN_ROWS="2"))
+        planner = svc.sheet_planner
+
+        def spy(body: bytes, read: Callable[[bytes], Any] = planner.read) -> Any:
+            read_in_parts.append(read(body))
+            return read_in_parts[-1]
+
+        planner.read = spy  # type: ignore[method-assign]
+        client = create_app(services=svc).test_client()
+        # The second body has its rows before another member: it is read whole.
+        for body in ({"invoices": rows}, {"invoices": rows[:28], "today": "soon"}):
+            r = client.post("/v1/plan", json=body, headers=auth)
+            answers.append((r.status_code, r.get_json()))
+        planner.close()
+    assert answers[0][0] == answers[1][0] == 422
+    assert answers[0][1]["error"]["details"]["json"] == {
+        "invoices": {
+            "28": ["Each row must be an object."],
+            "29": ["`row` must be a sheet row number from 1 to 10,000,000."],
+        }
+    }
+    assert "today" in answers[1][1]["error"]["details"]["json"]
+    assert answers[2:4] == answers[4:6] == answers[0:2]
+    if threading.active_count() == 1:  # helpers were forked: the bodies were read in parts
+        assert [type(d).__name__ for d in read_in_parts] == ["NoneType", "NoneType"] + [
+            "dict",
+            "NoneType",
+        ] * 2
 
 
 def test_unknown_route_and_method_are_json(client: FlaskClient, auth: dict[str, str]) -> None:

@@ -204,3 +204,43 @@ def test_a_process_with_other_threads_forks_no_helper() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_round_sends_to_the_helper_it_names_and_reads_its_answer(
+    helpers: HelperProcesses[Any, tuple[Any, int]],
+) -> None:
+    first, second = helpers.pids
+    with helpers.round() as work:
+        assert work is not None and work.idle == 2
+        pids = work.send(["b"], to=[second])
+        assert pids == [second] and work.idle == 1
+        assert work.send(["again"], to=[second]) == [None]  # it owes an answer already
+        others = work.send(["a", "none left"])
+        assert others == [first, None]
+        answers = work.receive([*others, *pids], time.monotonic() + 5)
+    assert answers == [("a", first), None, ("b", second)]
+    assert helpers.pids == [first, second]
+
+
+def test_a_helper_still_owing_an_answer_when_the_round_ends_is_stopped(
+    helpers: HelperProcesses[Any, tuple[Any, int]],
+) -> None:
+    first, second = helpers.pids
+    with helpers.round() as work:
+        assert work is not None
+        assert work.send(["never read"], to=[second]) == [second]
+    assert helpers.pids == [first]
+    with pytest.raises(ChildProcessError):  # stopped and reaped
+        os.waitpid(second, os.WNOHANG)
+    # Its answer is never taken for another's.
+    assert helpers.map(["x", "y"]) == [("x", PARENT), ("y", first)]
+
+
+def test_a_round_while_another_has_the_helpers_is_none(
+    helpers: HelperProcesses[Any, tuple[Any, int]],
+) -> None:
+    with helpers.round() as work, helpers.round() as other:
+        assert work is not None and other is None
+        here, elsewhere = helpers.map([1, 2])  # a child forked for it, not a helper
+        assert here == (1, PARENT)
+        assert elsewhere[0] == 2 and elsewhere[1] not in (PARENT, *helpers.pids)
