@@ -258,15 +258,18 @@ def _serve(job: Callable[[Any], Any], sock: socket.socket, idle: float) -> None:
             return
         # As in a gunicorn request: a share's objects are all alive until it answers.
         gc.disable()
+        arg: Any = None
         try:
             # The parent's own bytes, through a socket only the two of us hold.
-            reply = pickle.dumps(job(marshal.loads(request)), protocol=pickle.HIGHEST_PROTOCOL)  # noqa: S302
+            arg = marshal.loads(request)  # noqa: S302
+            request = bytearray()  # megabytes of rows or text, no longer needed once read
+            reply = pickle.dumps(job(arg), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
             log.exception("a helper's share failed; its parent computes it")
             reply = _FAILED
         finally:
             gc.enable()
-        del request
+        del request, arg
         sock.sendall(_LENGTH.pack(len(reply)))
         sock.sendall(reply)
         del reply

@@ -20,8 +20,9 @@ from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.json_split import orjson_reads_exactly
 
-# Where a before_request that has already read the body (a large sheet, read in parts by
-# service/api/plan_report.py) leaves the document, for the view's arguments.
+# Where a before_request that has read the body leaves it, or its document (a large sheet,
+# read in parts by service/api/plan_report.py), for the view's arguments: the request then
+# keeps no copy of its own, megabytes that would stay until the response is sent.
 READ_AHEAD = "json_read_ahead"
 
 
@@ -42,8 +43,10 @@ class JsonParser(FlaskParser):
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):
             return core.missing
-        document = g.get(READ_AHEAD)
-        return loads(req.get_data(cache=True)) if document is None else document
+        ahead = g.get(READ_AHEAD)
+        if ahead is None:
+            return loads(req.get_data(cache=True))
+        return loads(ahead) if isinstance(ahead, bytes) else ahead
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped

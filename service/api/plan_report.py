@@ -119,7 +119,8 @@ class SheetPlanner:
 
     def read(self, body: bytes) -> dict[str, Any] | None:
         """A large sheet's request body as loads() reads it, but for its rows: SheetRows, read in
-        parts, the head here while each helper reads and keeps another. None when the body is
+        parts, the head here while each helper reads and keeps another; the body itself is not
+        kept (only its parts' texts, in case a helper fails). None when the body is
         not read so (small, no idle helper, another layout, or a part that does not read):
         then read it whole."""
         if not self._large(len(body)):
@@ -133,10 +134,8 @@ class SheetPlanner:
             if cuts is None:
                 return None
             ticket = next(self._tickets)
-            count = len(cuts.commas)
-            pids = work.send(
-                [("hold", ticket, json_split.part_text(body, cuts, i)) for i in range(1, count + 1)]
-            )
+            texts = [json_split.part_text(body, cuts, i) for i in range(1, len(cuts.commas) + 1)]
+            pids = work.send([("hold", ticket, text) for text in texts])
             started = time.monotonic()
             document = json_split.read_head(body, cuts, _ROWS_KEY)
             held: list[_Held | None] = work.receive(pids, self._shares.deadline(started))
@@ -144,7 +143,7 @@ class SheetPlanner:
             if document is None or len(holders) < sum(h is not None for h in held):
                 self._drop(work, holders)
                 return None
-            sheet = SheetRows(document[_ROWS_KEY], [], body, cuts, ticket)
+            sheet = SheetRows(document[_ROWS_KEY], [], texts, ticket)
             for index, (pid, answer) in enumerate(zip(pids, held, strict=True), 1):
                 start = len(sheet)
                 if answer is not None:
@@ -152,7 +151,7 @@ class SheetPlanner:
                     sheet.problems |= {start + i: p for i, p in answer.problems.items()}
                     continue
                 # Its helper failed: read here.
-                rows = json_split.read_part(json_split.part_text(body, cuts, index))
+                rows = json_split.read_part(texts[index - 1])
                 if rows is None:
                     self._drop(work, holders)
                     return None
@@ -267,7 +266,7 @@ def _joined(planned: list[_Share], locale: str) -> PlanReport:
 
 def _read_part(sheet: SheetRows, index: int) -> Rows:
     """Part ``index``'s rows, read here: its helper read them before, so they read."""
-    rows = json_split.read_part(json_split.part_text(sheet.body, sheet.cuts, index))
+    rows = json_split.read_part(sheet.texts[index - 1])
     if rows is None:
         raise RuntimeError("a part of the body that a helper read does not read here")
     return rows

@@ -87,16 +87,15 @@ def read_sheet() -> None:
     planner = services(current_app).sheet_planner
     planner.expect(request.content_length or 0)
     if request.method == "POST" and request.is_json:
-        document = planner.read(request.get_data(cache=True))
-        if document is not None:
-            g.setdefault(READ_AHEAD, document)
+        body = request.get_data(cache=False)
+        g.setdefault(READ_AHEAD, planner.read(body) or body)
 
 
 @blp.teardown_request
 def forget_sheet(_: BaseException | None) -> None:
     """Rows a helper kept for a plan that never came (a refused request) are let go."""
     document = g.get(READ_AHEAD)
-    if document is not None:
+    if isinstance(document, dict):
         services(current_app).sheet_planner.forget(document.get("invoices"))
 
 

@@ -10,8 +10,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.json_split import Cuts
-
 Rows = list[Mapping[str, object]]
 
 # Google Sheets holds at most 10 million cells, so no sheet has a row beyond this.
@@ -60,8 +58,7 @@ class SheetRows:
 
     head: Rows
     parts: list[Part]
-    body: bytes
-    cuts: Cuts
+    texts: list[bytes]  # each part's text, as its helper was sent it: read here if it fails
     ticket: int
     problems: dict[int, str] = field(default_factory=dict)
 
