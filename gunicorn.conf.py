@@ -7,6 +7,7 @@ lines still win.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from typing import Any
 
@@ -36,8 +37,36 @@ class BlockReadBody(Body):  # type: ignore[misc]  # gunicorn is untyped
         return data
 
 
+# glibc's mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# A freed block up to this large is kept for the next request (a 100k-row plan's response, the
+# largest, has a mapping of its own as before)...
+_HEAP_BLOCK = 64 << 20
+# ... and up to this much freed memory stays with the worker between requests.
+_HEAP_KEPT = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep the memory a request frees for the next, instead of giving it back.
+
+    By default glibc maps each large block (from 128 KiB up) on its own and unmaps it when
+    freed, and gives the top of its heap back beyond a threshold; the next request then takes
+    a page fault for every page again. At 20,000 rows that was 9,300 page faults a request
+    (the response alone: 2,764, 5 ms); with this, about 1,000. False where the C library has no
+    such setting (not glibc).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    kept = mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCK) == 1
+    return mallopt(_M_TRIM_THRESHOLD, _HEAP_KEPT) == 1 and kept
+
+
 def post_worker_init(worker: Any) -> None:
-    """Tune the cycle collector once the worker has loaded the app.
+    """Tune the cycle collector and the C heap once the worker has loaded the app (its helper
+    processes, forked from it, inherit both).
 
     A plan of 100k rows allocates about a million short-lived containers (the JSON rows, the
     parsed invoices, the result rows), none of them in a reference cycle: reference counting
@@ -47,6 +76,7 @@ def post_worker_init(worker: Any) -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    keep_freed_memory()
 
 
 def pre_request(worker: Any, req: Any) -> None:

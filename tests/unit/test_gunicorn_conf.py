@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import runpy
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,3 +97,33 @@ def test_reads_give_what_gunicorns_own_body_gives(
     for size in sizes:
         assert ours.body.read(size) == theirs.body.read(size)
     assert ours.body.read() == theirs.body.read()
+
+
+_REUSE = """
+import resource, runpy, sys
+conf = runpy.run_path("gunicorn.conf.py")
+kept = sys.argv[1] == "kept" and conf["keep_freed_memory"]()
+block = b"x" * (40 << 20)  # as large as a 70,000-row plan's response
+del block
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = b"y" * (40 << 20)  # the next request's
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_a_worker_keeps_freed_memory_for_the_next_request() -> None:
+    def next_request_faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _REUSE, mode],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    # By default the block is given back when freed: each of its 10,240 pages faults again.
+    assert next_request_faults("default") == ("False", pytest.approx(10_240, abs=200))
+    kept, faults = next_request_faults("kept")
+    assert kept == "True" and faults < 100

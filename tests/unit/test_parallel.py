@@ -144,7 +144,7 @@ def test_slices_are_as_even_as_ceiling_division_makes_them() -> None:
 
 
 def test_the_share_computed_here_is_larger_by_what_the_others_cost_to_move() -> None:
-    assert Sharing(2, 4000).slices(18_000) == [(0, 10_000), (10_000, 18_000)]
+    assert Sharing(2, 4000).slices(19_000) == [(0, 10_000), (10_000, 19_000)]
     assert Sharing(3, 1, elsewhere=0.5).slices(10) == [(0, 5), (5, 8), (8, 10)]
 
 
