@@ -196,6 +196,10 @@ def main() -> None:
             c = other(bound_base, rows, repeats)
             d = other(echo_base, rows, repeats)
             e = other(one_base, rows, repeats)
+            # Shared among processes, read in parts or not, the answer is the same, to the byte.
+            body = request_body(rows)
+            if post(base, body, 1)[1] != post(one_base, body, 1)[1]:
+                raise SystemExit(f"{n:,} rows: the API's answer differs from one process's")
             shares = f" + {a['share_rss_mb']:.0f}" if a["share_rss_mb"] else ""
             lines.append(
                 f"| {n:,} | {a['rows_s']:,.0f} | {a['seconds']:.2f} | "
@@ -239,9 +243,12 @@ per invoice) in-process on the same rows, without HTTP or JSON. Rows: 100 client
 spread from 20 days ahead to 70 days behind, 60% Overdue; blank cells are `""`.
 "Ours" plans a sheet of 4,000 rows or more in shares, one per core (`PLAN_PROCESSES`, default: every
 core; this machine has 2): a helper process, forked by the worker at its first large request
-and kept, plans the other share, and the worker joins the results. Each figure is a best try,
-so it is a request that found the helper running. "One process" is the same API with
-`PLAN_PROCESSES=1`. RSS is the gunicorn worker's peak (VmHWM, cumulative over the run, so it
+and kept, reads its part of the body and plans it while the worker reads and plans the head,
+and the worker joins the results. Each figure is a best try, so it is a request that found the
+helper running. "One process" is the same API with `PLAN_PROCESSES=1`; for every size the run
+checks that both answer the same bytes. Every server here, the references too, runs with the
+project's `gunicorn.conf.py` (request bodies read in blocks, the cycle collector held off
+during a request, freed memory kept for the next). RSS is the gunicorn worker's peak (VmHWM, cumulative over the run, so it
 is the largest request's), plus the most memory the helper held of its own (private pages,
 sampled every 2 ms in one more request; the pages it shares with the worker are in the
 worker's figure).
