@@ -213,14 +213,10 @@ class SheetPlanner:
         for index, part in enumerate(sheet.parts, 1):
             reply = replies.get(id(part))
             if reply is None:  # its helper failed, or it was read here
-                if part.rows is None:
-                    part.rows = _read_part(sheet, index)
-                reply = self._plan(day, None, True, 2 + part.start, part.rows)
+                reply = self._plan(day, None, True, 2 + part.start, _rows_here(sheet, index))
             planned.append(reply)
         if _in_several([s.ids or frozenset() for s in planned]):
-            every = [
-                (2 + p.start, p.rows or _read_part(sheet, i)) for i, p in enumerate(sheet.parts, 1)
-            ]
+            every = [(2 + p.start, _rows_here(sheet, i)) for i, p in enumerate(sheet.parts, 1)]
             planned = self._replan([(2, sheet.head), *every], day)
         sheet.head = []
         return _joined(planned, self.locale)
@@ -264,12 +260,14 @@ def _joined(planned: list[_Share], locale: str) -> PlanReport:
     )
 
 
-def _read_part(sheet: SheetRows, index: int) -> Rows:
-    """Part ``index``'s rows, read here: its helper read them before, so they read."""
-    rows = json_split.read_part(sheet.texts[index - 1])
-    if rows is None:
-        raise RuntimeError("a part of the body that a helper read does not read here")
-    return rows
+def _rows_here(sheet: SheetRows, index: int) -> Rows:
+    """Part ``index``'s rows, read here once (its helper read them before, so they read)."""
+    part = sheet.parts[index - 1]
+    if part.rows is None:
+        part.rows = json_split.read_part(sheet.texts[index - 1])
+        if part.rows is None:
+            raise RuntimeError("a part of the body that a helper read does not read here")
+    return part.rows
 
 
 def _in_several(id_sets: list[frozenset[str]]) -> bool:
