@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,20 @@ from service.config import PROJECT_ROOT, Settings, settings_from_env
 API_KEY = "test-key-0123456789"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXED_NOW = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing_part(why: str) -> None:
+    """Skip loudly because a part the test needs is missing; under CI=true, fail instead."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(f"SKIPPED: {why}")
+
+
+def require_shared_data(path: Path) -> None:
+    """The shared data file ``path``, or a loud skip (a failure under CI=true)."""
+    if not path.exists():
+        missing_part(f"the shared data file {path} is not on this machine")
 
 
 @pytest.fixture
