@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -219,6 +220,29 @@ class InvoiceSource(Protocol):
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write only changed output cells, in one request; returns the rows written."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts (Slack)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DraftAlert:
+    """One created draft as an alert shows it: ids and amounts, never the body."""
+
+    invoice_id: str
+    client_name: str
+    stage: int
+    balance: Decimal
+    currency: str
+    draft_url: str | None = None
+
+
+class Notifier(Protocol):
+    """Where a run reports its late, large drafts (Slack)."""
+
+    def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
+        """Send one alert for the qualifying drafts; True when one was delivered."""
         ...
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from service.adapters.slack import SlackItem
+from service.ports import DraftAlert
 from service.domain.dates import today_in
 from service.domain.decide import Action, Reason
 from service.generate import DraftOutcome, DraftSettings, generate_drafts
@@ -67,7 +67,7 @@ def within_window(now: dt.datetime, timezone: str, start_hour: int, end_hour: in
 class RunNotifier(Protocol):
     """Where a run reports its late, large drafts (Slack)."""
 
-    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+    def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
         """Send one alert for the qualifying drafts; True when one was delivered."""
         ...
 
@@ -253,7 +253,7 @@ def _alert(notifier: RunNotifier | None, outcomes: Sequence[DraftOutcome]) -> bo
     if notifier is None:
         return False
     items = [
-        SlackItem(
+        DraftAlert(
             invoice_id=o.planned.invoice_id,
             client_name=o.planned.invoice.client_name,
             stage=o.entry.key.stage,

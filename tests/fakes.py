@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from service.adapters.slack import SlackItem
+from service.ports import DraftAlert
 from service.ports import (
     Claim,
     ClaimOutcome,
@@ -179,8 +179,8 @@ class FakeNotifier:
     """A RunNotifier that keeps every alert it was asked to send."""
 
     def __init__(self) -> None:
-        self.calls: list[list[SlackItem]] = []
+        self.calls: list[list[DraftAlert]] = []
 
-    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+    def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
         self.calls.append(list(drafts))
         return True

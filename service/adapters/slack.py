@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import requests
 
 from service.domain.money import format_money
+from service.ports import DraftAlert
 
 logger = logging.getLogger(__name__)
 
@@ -23,24 +23,12 @@ _MAX_SECTIONS = 45
 _MAX_SECTION_CHARS = 2900
 
 
-@dataclass(frozen=True)
-class SlackItem:
-    """One created draft as the alert shows it."""
-
-    invoice_id: str
-    client_name: str
-    stage: int
-    balance: Decimal
-    currency: str
-    draft_url: str | None = None
-
-
 def _escape(text: str) -> str:
     # Slack reads <…> as links and mentions: a client named "<!channel>" must not ping anyone.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _amount(item: SlackItem, locale: str) -> str:
+def _amount(item: DraftAlert, locale: str) -> str:
     try:
         return format_money(item.balance, item.currency, locale)
     except (ValueError, LookupError):  # an odd currency must not lose the alert
@@ -67,12 +55,12 @@ class SlackNotifier:
         self.locale = locale
         self.timeout = timeout
 
-    def qualifying(self, drafts: Sequence[SlackItem]) -> list[SlackItem]:
+    def qualifying(self, drafts: Sequence[DraftAlert]) -> list[DraftAlert]:
         """The drafts worth an alert, latest stage and largest balance first."""
         chosen = [d for d in drafts if d.stage >= self.min_stage and d.balance >= self.min_amount]
         return sorted(chosen, key=lambda d: (-d.stage, -d.balance, d.invoice_id))
 
-    def message(self, items: Sequence[SlackItem]) -> dict[str, Any]:
+    def message(self, items: Sequence[DraftAlert]) -> dict[str, Any]:
         """The webhook payload (Block Kit, with a plain ``text`` fallback for notifications)."""
         summary = (
             f"{len(items)} overdue invoice reminder{'s' if len(items) != 1 else ''} "
@@ -105,7 +93,7 @@ class SlackNotifier:
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections]
         return {"text": summary, "blocks": blocks}
 
-    def notify_run(self, drafts: Sequence[SlackItem]) -> bool:
+    def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
         """Post one alert for the qualifying drafts; True only when Slack accepted a message."""
         items = self.qualifying(drafts)
         if not items:

@@ -9,13 +9,14 @@ import pytest
 import requests
 import responses
 
-from service.adapters.slack import SlackItem, SlackNotifier
+from service.adapters.slack import SlackNotifier
+from service.ports import DraftAlert
 
 HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"
 
 
-def _item(invoice_id: str, stage: int, balance: str, **kw: str) -> SlackItem:
-    return SlackItem(
+def _item(invoice_id: str, stage: int, balance: str, **kw: str) -> DraftAlert:
+    return DraftAlert(
         invoice_id=invoice_id,
         client_name=kw.get("client_name", "Acme Ltd"),
         stage=stage,
