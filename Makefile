@@ -53,7 +53,7 @@ test-apps-script: browser
 
 test: lint typecheck test-python test-apps-script  ## every suite: Python, Apps Script (Node), sidebar (Chromium)
 
-bench: install-dev  ## benchmarks; figures go to benchmarks/RESULTS.md
+bench: install-dev  ## plan throughput vs the original, the sidebar chunk's latency: a section for benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/plan_throughput.py
 
 clean:

@@ -19,11 +19,10 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import gunicorn, machine, write_section
+from common import TODAY, gunicorn, machine, write_section
 
 from tests.emulators.gmail import running_gmail_emulator
 
-TODAY = dt.date(2026, 11, 24)
 KEY, TOKEN = "bench-key", "ya29.bench"
 CEILING = 25.0  # drafts per second: 15,000 units/min ÷ 10 units/create ÷ 60 s
 

@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine, write_section
 
 from service.adapters.maildir import MaildirSink

@@ -3,17 +3,13 @@
 pandas DataFrame from the Sheets values, `pd.to_numeric`/`pd.to_datetime`, `iterrows`, the
 router, and one template file read and rendered with `string.Template` per invoice — as the
 document's code does (including its rendering bug: `{{name}}` is not a `string.Template`
-placeholder, so merge fields stay unreplaced; the cost is the same). Run as a script so its
-peak memory is its own: ``python original_pipeline.py ROWS.json TEMPLATES_DIR TODAY``.
+placeholder, so merge fields stay unreplaced; the cost is the same). `plan_throughput.py`
+calls `run_daily` on the rows it sends the API, in turn with each request.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import resource
-import sys
-import time
 from datetime import date
 from string import Template
 
@@ -102,14 +98,3 @@ def run_daily(values: list[list[str]], templates: str, today: date) -> list[tupl
         subject, _body = render_template(f"{templates}/stage_{stage:02d}.txt", ctx)  # DRY_RUN
         created.append((inv["invoice_id"], stage, inv["client_email"], subject))
     return created
-
-
-if __name__ == "__main__":
-    rows_file, templates_dir, today_text = sys.argv[1:4]
-    with open(rows_file) as fh:
-        values = json.load(fh)
-    start = time.perf_counter()
-    created = run_daily(values, templates_dir, date.fromisoformat(today_text))
-    elapsed = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "drafted": len(created), "peak_rss_mb": peak_mb}))

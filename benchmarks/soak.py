@@ -24,12 +24,10 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import HEADERS, gunicorn, machine, sheet_rows, worker_pids, write_section
+from common import TODAY, gunicorn, machine, sidebar_rows, write_section
 
 from tests.emulators.gmail import running_gmail_emulator
 
-TODAY = dt.date(2026, 11, 24)
 KEY = "soak-key-0123456789"
 GMAIL_TOKEN = "ya29.soak-token"
 OWNER = "owner@example.com"
@@ -96,9 +94,9 @@ def client(
         tally.add(kind, response.status_code, drafted, errors)
 
 
-def rss_mb(pids: list[int]) -> float:
+def rss_mb(workers: list[psutil.Process]) -> float:
     """Summed resident set of the workers, MiB."""
-    return float(sum(psutil.Process(p).memory_info().rss for p in pids)) / 2**20
+    return float(sum(w.memory_info().rss for w in workers)) / 2**20
 
 
 def main() -> None:
@@ -110,12 +108,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the emulator's access log
-    rows: list[dict[str, object]] = []
-    for i, cells in enumerate(sheet_rows(POOL, TODAY, seed=11)):
-        row: dict[str, object] = dict(zip(HEADERS, cells, strict=True))
-        row["status"] = "Overdue"  # every drafts row is a candidate, so the ledger is exercised
-        row["row"] = i + 2
-        rows.append(row)
+    # Every drafts row is a candidate, so the ledger is exercised.
+    rows = [{**row, "status": "Overdue"} for row in sidebar_rows(POOL, seed=11)]
     tally = Tally()
     duration = args.minutes * 60
     warmup = min(60.0, duration / 5)
@@ -137,8 +131,7 @@ def main() -> None:
             # High enough never to refuse: the limiter runs on every request, as in production.
             "RATE_LIMIT_PER_MINUTE": "1000000",
         }
-        with gunicorn(env, workers=args.workers) as (base, master):
-            pids = worker_pids(master.pid)
+        with gunicorn(env, workers=args.workers) as (base, workers):
             started = time.monotonic()
             stop = started + duration
             threads = [
@@ -150,11 +143,11 @@ def main() -> None:
             for t in threads:
                 t.start()
             time.sleep(warmup)
-            rss_start = rss_mb(pids)
+            rss_start = rss_mb(workers)
             samples = [rss_start]
             while time.monotonic() < stop:
                 time.sleep(min(15.0, max(0.0, stop - time.monotonic())))
-                samples.append(rss_mb(pids))
+                samples.append(rss_mb(workers))
                 print(
                     f"t={time.monotonic() - started:5.0f}s rss={samples[-1]:.1f} MiB "
                     f"{dict(tally.status)} drafts={len(gmail.drafts)}",
@@ -162,8 +155,8 @@ def main() -> None:
                 )
             for t in threads:
                 t.join(timeout=330)
-            rss_end = rss_mb(pids)
-            respawned = sorted(worker_pids(master.pid)) != sorted(pids)
+            rss_end = rss_mb(workers)
+            respawned = not all(w.is_running() for w in workers)
         keys = Counter(d.key for d in gmail.drafts)
         duplicates = sum(n - 1 for n in keys.values() if n > 1)
         injected = dict(gmail.faults.injected)

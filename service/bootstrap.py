@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from service.config import ConfigError, Settings
-from service.generate import DraftOutcome, DraftSettings
-from service.planning import PlanSettings
 from service.ports import (
     AuthorizationError,
     Clock,
     DraftSink,
     InvoiceSource,
     Ledger,
+    Notifier,
     PaymentLinks,
+    RunStore,
     utc_now,
 )
 from service.rendering import TemplateSet
-from service.runs import RunSettings, Window
+from service.usecases.drafts import DraftOutcome, DraftSettings
+from service.usecases.plan import PlanSettings
+from service.usecases.run import RunSettings, Window
 
 if TYPE_CHECKING:
-    from service.adapters.runs_sql import SqlRuns
     from service.adapters.sends_log import SendsLog
-    from service.adapters.slack import SlackNotifier
-    from service.api.plan_report import SheetPlanner
 
 
 class GmailTokenMissing(AuthorizationError):
@@ -61,16 +60,21 @@ class Services:
     def draft_settings(self) -> DraftSettings:
         """The settings generate_drafts() takes."""
         s = self.settings
-        sender = s.gmail_sender or f"invoices@{s.sender_domain}"
-        if s.sender_name and "<" not in sender:
+        sender: str | None = s.gmail_sender
+        if not sender and s.drafts_backend == "maildir":  # a file needs a From of its own
+            sender = f"invoices@{s.sender_domain}"
+        if sender and s.sender_name and "<" not in sender:
             sender = f"{s.sender_name} <{sender}>"
+        # Without GMAIL_SENDER, a Gmail draft has no From: Gmail fills in the address of the
+        # mailbox it is created in (the sidebar user's own).
         return DraftSettings(
-            sender=sender,
+            sender=sender or None,
             sender_domain=s.sender_domain,
             render=s.render_settings,
             lease_seconds=s.reservation_lease_seconds,
             thread_followups=s.thread_followups,
             concurrency=s.draft_concurrency,
+            time_budget_seconds=s.drafts_time_budget_seconds,
         )
 
     @cached_property
@@ -94,23 +98,12 @@ class Services:
             return SqlLedger(self._engine)
 
     @cached_property
-    def runs(self) -> SqlRuns:
+    def runs(self) -> RunStore:
         """Headless runs, in the ledger's database so any instance can answer."""
         from service.adapters.runs_sql import SqlRuns
 
         with self._lock:
             return SqlRuns(self._engine)
-
-    @cached_property
-    def sheet_planner(self) -> SheetPlanner:
-        """Plans /v1/plan's sheets; keeps helper processes for large ones (made on first use,
-        so each gunicorn worker has its own)."""
-        from service.api.plan_report import SheetPlanner
-
-        with self._lock:
-            return SheetPlanner(
-                self.plan_settings, self.templates, self.settings.locale, self.settings.plan_sharing
-            )
 
     @cached_property
     def sends_log(self) -> SendsLog | None:
@@ -135,10 +128,10 @@ class Services:
         if not access_token:
             from service.adapters.google_credentials import server_credentials
 
-            credentials = server_credentials(s, scopes="gmail")
+            credentials = server_credentials("gmail", token_path=s.google_token_file)
             if credentials is None:
                 raise GmailTokenMissing()
-        from service.adapters.google_api import RetryPolicy
+        from service.adapters.http_retry import RetryPolicy
 
         return GmailSink(
             credentials,  # type: ignore[arg-type]
@@ -169,7 +162,8 @@ class Services:
         s = self.settings
         return RunSettings(
             plan=self.plan_settings,
-            draft=self.draft_settings,
+            # A headless run works in the background: no web worker timeout to answer before.
+            draft=replace(self.draft_settings, time_budget_seconds=None),
             timezone=s.timezone,
             locale=s.locale,
             window=Window(s.window_start, s.window_end, s.timezone),
@@ -193,7 +187,11 @@ class Services:
         from service.adapters.google_credentials import server_credentials
         from service.adapters.sheets import SheetsAuthorizationError, SheetsSource
 
-        credentials = server_credentials(s, scopes="sheets")
+        credentials = server_credentials(
+            "sheets",
+            token_path=s.google_token_file,
+            service_account_file=s.google_service_account_file,
+        )
         if credentials is None:
             raise SheetsAuthorizationError(
                 "No Google credentials for Sheets: run `invoice-collector auth` "
@@ -209,7 +207,7 @@ class Services:
             timezone=s.timezone,
         )
 
-    def notifier(self) -> SlackNotifier | None:
+    def notifier(self) -> Notifier | None:
         """The Slack alert for late, large drafts, when SLACK_WEBHOOK_URL is set."""
         s = self.settings
         if not s.slack_webhook_url:
@@ -233,9 +231,22 @@ class Services:
 
     def quickbooks_source(self) -> InvoiceSource:
         """QuickBooks Online open invoices, with reminder state read from the ledger."""
-        from service.adapters.quickbooks import quickbooks_source
+        from service.adapters.quickbooks import QuickBooksNotConfigured, quickbooks_source
 
-        return quickbooks_source(self.settings, self.ledger)
+        s = self.settings
+        try:
+            return quickbooks_source(
+                self.ledger,
+                realm_id=s.qbo_realm_id,
+                client_id=s.qbo_client_id,
+                client_secret=s.qbo_client_secret,
+                refresh_token=s.qbo_refresh_token,
+                token_url=s.qbo_token_url,
+                api_base=s.qbo_api_base,
+                token_file=s.qbo_token_file,
+            )
+        except QuickBooksNotConfigured as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def build_services(settings: Settings, clock: Clock = utc_now) -> Services:

@@ -29,10 +29,10 @@ from service.bootstrap import Services, build_services
 from service.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from service.domain.dates import today_in
 from service.logging_setup import configure_logging
-from service.planning import plan
 from service.ports import AuthorizationError, utc_now
-from service.results import planned_row_dict, summarize
-from service.runs import RunReport, RunStatus, run_sheet
+from service.usecases.plan import plan
+from service.usecases.report import planned_row_dict, summarize
+from service.usecases.run import RunReport, RunStatus, run_sheet
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -454,7 +454,7 @@ def auth_cmd(ctx: click.Context, client_secrets: Path, no_browser: bool, port: i
     except Exception as exc:
         # oauthlib's errors (invalid_grant, mismatching state…) name the problem; no secrets.
         raise CliExit(f"authorisation failed: {exc}", EXIT_AUTH) from exc
-    path = token_file(settings)
+    path = token_file(settings.google_token_file)
     save_token(path, credentials.to_json())
     click.echo(f"Saved the token to {path} (mode 0600). Scopes: {', '.join(ALL_SCOPES)}")
     if not getattr(credentials, "refresh_token", None):

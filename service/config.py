@@ -1,25 +1,29 @@
 """One Settings object built from the environment (and `.env`), validated once.
 
 Nothing else in the service reads the environment: entry points call `load_settings()` and
-pass the result down. Names follow DESIGN §9; `.env.example` documents each one.
+pass the result down. environs parses each variable (a variable `X` sets the field `x`); names
+follow DESIGN §9 and `.env.example` documents the ones a user may need.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
+from dotenv import dotenv_values
+from environs import Env, ValidationError
+from environs import validate as check
+from environs.exceptions import EnvValidationError
 
 from service.domain.decide import DEFAULT_CLOSED_STATUSES, DEFAULT_STAGES, Policy
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, ParseOptions
 from service.domain.money import is_known_currency
-from service.parallel import Sharing, available_cpus
 from service.rendering import RenderSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +70,10 @@ class Settings:
     draft_concurrency: int = 4
     max_request_bytes: int = 16 * 1024 * 1024
     max_rows_per_request: int = 100_000
-    plan_processes: int = 0  # 0 = every core this process may use
-    plan_share_min_rows: int = 4000
     rate_limit_per_minute: int = 0  # 0 = off
+    auth_failures_per_minute: int = 20  # per client address
+    proxy_hops: int = 0  # proxies in front whose X-Forwarded-For is trusted
+    drafts_time_budget_seconds: float = 20.0  # below gunicorn's 60 s worker timeout
     sends_log: Path | None = PROJECT_ROOT / "logs" / "sends.csv"
     log_level: str = "INFO"
     slack_webhook_url: str | None = None
@@ -99,14 +104,20 @@ class Settings:
         return ParseOptions(self.default_currency, self.date_format, self.column_map)
 
     @property
-    def plan_sharing(self) -> Sharing:
-        """How many processes plan one large request."""
-        return Sharing(self.plan_processes or available_cpus(), self.plan_share_min_rows)
-
-    @property
     def render_settings(self) -> RenderSettings:
         """How emails are formatted."""
         return RenderSettings(locale=self.locale, sender_name=self.sender_name)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret, to be masked should one reach a log line."""
+        values = (
+            self.stripe_api_key,
+            self.slack_webhook_url,
+            self.qbo_client_secret,
+            self.qbo_refresh_token,
+        )
+        return tuple(value for value in values if value)
 
     @property
     def effective_database_url(self) -> str:
@@ -118,52 +129,78 @@ class Settings:
         return replace(self, **changes)
 
 
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+_TEXT = (
+    "DATABASE_URL", "DATE_FORMAT", "GMAIL_SENDER", "SENDER_NAME", "SENDER_DOMAIN", "LOG_LEVEL",
+    "GOOGLE_SHEETS_SPREADSHEET_ID", "GOOGLE_SHEETS_RANGE", "GMAIL_API_ENDPOINT",
+    "SHEETS_API_ENDPOINT", "GOOGLE_CLIENT_ID", "GOOGLE_CERTS_URL", "SLACK_WEBHOOK_URL",
+    "STRIPE_API_KEY", "STRIPE_API_BASE", "QBO_REALM_ID", "QBO_CLIENT_ID", "QBO_CLIENT_SECRET",
+    "QBO_REFRESH_TOKEN", "QBO_API_BASE", "QBO_TOKEN_URL",
+)  # fmt: skip
+_PATHS = (
+    "MAILDIR_PATH", "INVOICES_FILE", "TEMPLATES_DIR", "GOOGLE_TOKEN_FILE",
+    "GOOGLE_SERVICE_ACCOUNT_FILE", "QBO_TOKEN_FILE", "SENDS_LOG",
+)  # fmt: skip
+_LISTS = ("API_KEYS", "ALLOWED_GOOGLE_IDENTITIES", "CLOSED_STATUSES")
+_BOUNDED = {
+    "MIN_GAP_DAYS": (0, 365),
+    "WINDOW_START": (0, 23),
+    "WINDOW_END": (1, 24),
+    "DRAFT_CONCURRENCY": (1, 32),
+    "MAX_REQUEST_BYTES": (1024, 1 << 31),
+    "MAX_ROWS_PER_REQUEST": (1, 10_000_000),
+    "RATE_LIMIT_PER_MINUTE": (0, 1_000_000),
+    "AUTH_FAILURES_PER_MINUTE": (1, 1_000_000),
+    "PROXY_HOPS": (0, 10),
+}
+_POSITIVE = (
+    "RESERVATION_LEASE_SECONDS", "GMAIL_DRAFTS_PER_SECOND", "GMAIL_RETRY_SECONDS",
+    "DRAFTS_TIME_BUDGET_SECONDS",
+)  # fmt: skip
+_FIELDS = sorted(INPUT_FIELDS + OUTPUT_FIELDS)
 
 
-def _int(name: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
-    return value
+class _MappingEnv(Env):
+    """environs reading the mapping it is given, never os.environ; blank counts as unset."""
+
+    def __init__(self, source: Mapping[str, str]) -> None:
+        super().__init__()
+        self._source = source
+
+    def _get_value(self, env_key: str, default: Any) -> Any:  # environs' one lookup
+        return (self._source.get(env_key) or "").strip() or default
 
 
-def _float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
-    return value
+def _must(test: Callable[[Any], object], expected: str) -> Callable[[Any], None]:
+    """A marshmallow validator: ``test(value)`` is true and raises nothing."""
+
+    def validator(value: Any) -> None:
+        try:
+            ok = test(value)
+        except (ValueError, LookupError, UnknownLocaleError):
+            ok = False
+        if not ok:
+            raise ValidationError(f"expected {expected}")
+
+    return validator
 
 
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
+def _column_pair(entry: str) -> tuple[str, str]:
+    ours, sep, theirs = (part.strip() for part in entry.partition("="))
+    if not sep or ours not in _FIELDS or not theirs:
+        raise ValidationError(
+            f"expected entries like invoice_id=Invoice Number, not {entry.strip()!r} "
+            f"(fields: {', '.join(_FIELDS)})"
+        )
+    return ours, theirs
 
 
-def _column_map(raw: str) -> dict[str, str]:
-    known = set(INPUT_FIELDS + OUTPUT_FIELDS)
-    mapping: dict[str, str] = {}
-    for pair in _list(raw):
-        ours, sep, theirs = pair.partition("=")
-        ours = ours.strip()
-        if not sep or ours not in known or not theirs.strip():
-            raise ConfigError(
-                f"COLUMN_MAP entries look like invoice_id=Invoice Number; {pair!r} is not one "
-                f"(known fields: {', '.join(sorted(known))})"
-            )
-        mapping[ours] = theirs.strip()
-    return mapping
+def _reasons(messages: object) -> list[str]:
+    """marshmallow's messages (a list, or a dict by list index) as flat text."""
+    if isinstance(messages, Mapping):
+        messages = list(messages.values())
+    if isinstance(messages, list):
+        return [text for message in messages for text in _reasons(message)]
+    return [str(messages)]
 
 
 def timezone_or_error(name: str) -> ZoneInfo:
@@ -175,136 +212,59 @@ def timezone_or_error(name: str) -> ZoneInfo:
 
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
-    """Build and validate Settings from an environment mapping."""
-    s: dict[str, Any] = {}
+    """Build and validate Settings from ``env`` alone (os.environ is not read)."""
+    read, default, s = _MappingEnv(env), Settings(), dict[str, Any]()
 
-    def get(name: str) -> str | None:
-        value = env.get(name)
-        return value if value not in (None, "") else None
+    def put(name: str, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            s[name.lower()] = parse(name, getattr(default, name.lower()), *args, **kwargs)
+        except EnvValidationError as error:
+            why = " ".join(dict.fromkeys(_reasons(error.error_messages)))
+            raise ConfigError(f"{name}: {why} (got {env.get(name, '').strip()!r})") from None
 
-    if (v := get("API_KEYS")) is not None:
-        s["api_keys"] = _list(v)
-    if (v := get("DATABASE_URL")) is not None:
-        s["database_url"] = v
-    if (v := get("DRAFTS_BACKEND")) is not None:
-        if v not in {"gmail", "maildir"}:
-            raise ConfigError(f"DRAFTS_BACKEND must be gmail or maildir, not {v!r}")
-        s["drafts_backend"] = v
-    for name, key in (
-        ("MAILDIR_PATH", "maildir_path"),
-        ("INVOICES_FILE", "invoices_file"),
-        ("TEMPLATES_DIR", "templates_dir"),
-        ("GOOGLE_TOKEN_FILE", "google_token_file"),
-        ("GOOGLE_SERVICE_ACCOUNT_FILE", "google_service_account_file"),
-        ("QBO_TOKEN_FILE", "qbo_token_file"),
-    ):
-        if (v := get(name)) is not None:
-            s[key] = Path(v).expanduser()
-    if (v := get("SENDS_LOG")) is not None:
-        s["sends_log"] = None if v.lower() in {"off", "none"} else Path(v).expanduser()
-    if (v := get("TIMEZONE")) is not None:
-        timezone_or_error(v)
-        s["timezone"] = v
-    if (v := get("LOCALE")) is not None:
-        try:
-            Locale.parse(v)
-        except (UnknownLocaleError, ValueError):
-            raise ConfigError(f"LOCALE {v!r} is not a locale such as en_US or de_DE") from None
-        s["locale"] = v
-    if (v := get("DEFAULT_CURRENCY")) is not None:
-        if not is_known_currency(v.upper()):
-            raise ConfigError(f"DEFAULT_CURRENCY {v!r} is not an ISO 4217 code")
-        s["default_currency"] = v.upper()
-    if (v := get("DATE_FORMAT")) is not None:
-        s["date_format"] = v
-    if (v := get("COLUMN_MAP")) is not None:
-        s["column_map"] = _column_map(v)
-    if (v := get("STAGES")) is not None:
-        try:
-            stages = tuple(sorted({int(x) for x in _list(v)}))
-        except ValueError:
-            raise ConfigError(f"STAGES must be day counts like 7,14,21, not {v!r}") from None
-        if not stages or stages[0] <= 0:
-            raise ConfigError("STAGES must be positive day counts")
-        s["stages"] = stages
-    if (v := get("CLOSED_STATUSES")) is not None:
-        s["closed_statuses"] = frozenset(x.lower() for x in _list(v))
-    if (v := get("MIN_GAP_DAYS")) is not None:
-        s["min_gap_days"] = _int("MIN_GAP_DAYS", v, 0, 365)
-    for name, key in (
-        ("GMAIL_SENDER", "gmail_sender"),
-        ("SENDER_NAME", "sender_name"),
-        ("SENDER_DOMAIN", "sender_domain"),
-        ("GOOGLE_SHEETS_SPREADSHEET_ID", "google_sheets_spreadsheet_id"),
-        ("GOOGLE_SHEETS_RANGE", "google_sheets_range"),
-        ("LOG_LEVEL", "log_level"),
-    ):
-        if (v := get(name)) is not None:
-            s[key] = v.strip()
-    for name, key in (
-        ("GMAIL_API_ENDPOINT", "gmail_api_endpoint"),
-        ("SHEETS_API_ENDPOINT", "sheets_api_endpoint"),
-        ("SLACK_WEBHOOK_URL", "slack_webhook_url"),
-        ("STRIPE_API_KEY", "stripe_api_key"),
-        ("STRIPE_API_BASE", "stripe_api_base"),
-        ("QBO_REALM_ID", "qbo_realm_id"),
-        ("QBO_CLIENT_ID", "qbo_client_id"),
-        ("QBO_CLIENT_SECRET", "qbo_client_secret"),
-        ("QBO_REFRESH_TOKEN", "qbo_refresh_token"),
-        ("QBO_API_BASE", "qbo_api_base"),
-        ("QBO_TOKEN_URL", "qbo_token_url"),
-        ("GOOGLE_CLIENT_ID", "google_client_id"),
-        ("GOOGLE_CERTS_URL", "google_certs_url"),
-    ):
-        if (v := get(name)) is not None:
-            s[key] = v.strip()
-    if (v := get("ALLOWED_GOOGLE_IDENTITIES")) is not None:
-        s["allowed_google_identities"] = tuple(x.lower() for x in _list(v))
-    if (v := get("DRY_RUN")) is not None:
-        s["dry_run"] = _bool("DRY_RUN", v)
-    if (v := get("THREAD_FOLLOWUPS")) is not None:
-        s["thread_followups"] = _bool("THREAD_FOLLOWUPS", v)
-    if (v := get("WINDOW_START")) is not None:
-        s["window_start"] = _int("WINDOW_START", v, 0, 23)
-    if (v := get("WINDOW_END")) is not None:
-        s["window_end"] = _int("WINDOW_END", v, 1, 24)
-    if (v := get("RESERVATION_LEASE_SECONDS")) is not None:
-        s["reservation_lease_seconds"] = _float("RESERVATION_LEASE_SECONDS", v)
-    if (v := get("GMAIL_DRAFTS_PER_SECOND")) is not None:
-        s["gmail_drafts_per_second"] = _float("GMAIL_DRAFTS_PER_SECOND", v)
-    if (v := get("DRAFT_CONCURRENCY")) is not None:
-        s["draft_concurrency"] = _int("DRAFT_CONCURRENCY", v, 1, 32)
-    if (v := get("GMAIL_RETRY_SECONDS")) is not None:
-        s["gmail_retry_seconds"] = _float("GMAIL_RETRY_SECONDS", v)
-    if (v := get("MAX_REQUEST_BYTES")) is not None:
-        s["max_request_bytes"] = _int("MAX_REQUEST_BYTES", v, 1024, 1 << 31)
-    if (v := get("MAX_ROWS_PER_REQUEST")) is not None:
-        s["max_rows_per_request"] = _int("MAX_ROWS_PER_REQUEST", v, 1, 10_000_000)
-    if (v := get("PLAN_PROCESSES")) is not None:
-        s["plan_processes"] = _int("PLAN_PROCESSES", v, 0, 256)
-    if (v := get("PLAN_SHARE_MIN_ROWS")) is not None:
-        s["plan_share_min_rows"] = _int("PLAN_SHARE_MIN_ROWS", v, 1, 10_000_000)
-    if (v := get("RATE_LIMIT_PER_MINUTE")) is not None:
-        s["rate_limit_per_minute"] = _int("RATE_LIMIT_PER_MINUTE", v, 0, 1_000_000)
-    if (v := get("SLACK_MIN_AMOUNT")) is not None:
-        try:
-            s["slack_min_amount"] = Decimal(v)
-        except InvalidOperation:
-            raise ConfigError(f"SLACK_MIN_AMOUNT must be an amount, not {v!r}") from None
+    for name in _TEXT:
+        put(name, read.str)
+    for name in _PATHS:
+        put(name, read.path)
+    for name in _LISTS:
+        put(name, read.list, str.strip)
+    for name, (lo, hi) in _BOUNDED.items():
+        put(name, read.int, validate=check.Range(lo, hi))
+    for name in _POSITIVE:
+        put(name, read.float, validate=check.Range(0, min_inclusive=False))
+    for name in ("DRY_RUN", "THREAD_FOLLOWUPS"):
+        put(name, read.bool)
+    put("SLACK_MIN_AMOUNT", read.decimal)
+    put("DRAFTS_BACKEND", read.str, validate=check.OneOf(("gmail", "maildir")))
+    put("TIMEZONE", read.str, validate=_must(timezone_or_error, "an IANA zone like Europe/Paris"))
+    put("LOCALE", read.str, validate=_must(Locale.parse, "a locale such as en_US or de_DE"))
+    currency = _must(lambda code: is_known_currency(code.upper()), "an ISO 4217 code like EUR")
+    put("DEFAULT_CURRENCY", read.str, validate=currency)
+    stages = _must(lambda days: min(days) > 0, "positive day counts like 7,14,21")
+    put("STAGES", read.list, int, validate=stages)
+    put("COLUMN_MAP", read.list, _column_pair)
 
-    settings = Settings(**s)
-    if settings.window_start >= settings.window_end:
+    for key in ("api_keys", "allowed_google_identities", "closed_statuses"):
+        s[key] = tuple(item for item in s[key] if item)
+    s["allowed_google_identities"] = tuple(x.lower() for x in s["allowed_google_identities"])
+    s["default_currency"] = s["default_currency"].upper()
+    s["column_map"] = dict(s["column_map"])
+    for key in (name.lower() for name in _PATHS):
+        s[key] = s[key] and s[key].expanduser()
+    if str(s["sends_log"]).lower() in {"off", "none"}:
+        s["sends_log"] = None
+    # The domain's own rules sort the stages and normalise statuses (Written-Off = written off).
+    policy = Policy(tuple(s["stages"]), frozenset(s["closed_statuses"]), s["min_gap_days"])
+    s.update(stages=policy.stages, closed_statuses=policy.closed_statuses)
+
+    if s["window_start"] >= s["window_end"]:
         raise ConfigError("WINDOW_START must be earlier than WINDOW_END")
-    if settings.drafts_backend == "gmail" and not settings.gmail_sender:
-        raise ConfigError("GMAIL_SENDER is required when DRAFTS_BACKEND=gmail")
-    return settings
+    return Settings(**s)
 
 
 def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Settings from ``env`` (default: the process environment, after loading `.env`)."""
     if env is None:
-        from dotenv import dotenv_values
-
         path = dotenv or Path.cwd() / ".env"
         merged = {k: v for k, v in dotenv_values(path).items() if v is not None}
         merged.update(os.environ)  # the real environment wins over .env, as with docker/systemd

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from service.domain.invoice import Invoice
@@ -127,6 +127,8 @@ class LedgerEntry:
     request_key: str | None = None  # the Idempotency-Key of the request that created it
     error: str | None = None
     attempts: int = 0
+    subject: str | None = None  # metadata for threading and review; the body is never kept
+    recipients: tuple[str, ...] = ()
 
 
 class ClaimOutcome(StrEnum):
@@ -159,9 +161,16 @@ class Ledger(Protocol):
         ...
 
     def record_created(
-        self, key: DraftKey, created: CreatedDraft, *, drafted_on: dt.date, now: dt.datetime
+        self,
+        key: DraftKey,
+        created: CreatedDraft,
+        *,
+        drafted_on: dt.date,
+        now: dt.datetime,
+        subject: str | None = None,
+        recipients: Sequence[str] = (),
     ) -> LedgerEntry:
-        """Mark a claimed key as drafted with the sink's ids."""
+        """Mark a claimed key as drafted with the sink's ids (the first draft recorded wins)."""
         ...
 
     def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
@@ -220,6 +229,64 @@ class InvoiceSource(Protocol):
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write only changed output cells, in one request; returns the rows written."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Headless runs (/v1/runs)
+# ---------------------------------------------------------------------------------------------
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINISHED = frozenset({RunState.DONE, RunState.FAILED})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One headless run: its state, progress and per-row outcomes (never bodies)."""
+
+    id: str
+    scope: str
+    state: RunState
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    done: int = 0
+    total: int = 0
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    results: tuple[Mapping[str, Any], ...] = ()
+    error: str | None = None
+
+
+class RunStore(Protocol):
+    """Where headless runs are recorded, so any instance can report on any run."""
+
+    def create_run(self, scope: str, *, now: dt.datetime, total: int = 0) -> Run:
+        """Store a new queued run and return it."""
+        ...
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        now: dt.datetime,
+        state: RunState | None = None,
+        done: int | None = None,
+        total: int | None = None,
+        summary: Mapping[str, Any] | None = None,
+        results: Sequence[Mapping[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> Run:
+        """Change a run's state, progress, summary or results; a finished run is final."""
+        ...
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The run with this id, or None."""
         ...
 
 

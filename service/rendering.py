@@ -8,20 +8,17 @@ re-evaluates a value, so a client called ``{{ 7*7 }}`` is greeted literally.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from babel.dates import format_date
-from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from service.domain.dates import format_date
 from service.domain.invoice import Invoice
-from service.domain.money import amount_texts
-from service.skeletons import SkeletonTemplate
+from service.domain.money import format_money, format_number
 
 # Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
 MERGE_FIELDS = frozenset(
@@ -44,9 +41,6 @@ MERGE_FIELDS = frozenset(
         "notes",
     }
 )
-
-
-_SEP = "\x00"
 
 
 class TemplateLoadError(Exception):
@@ -95,11 +89,10 @@ class TemplateSet:
             keep_trailing_newline=True,
             trim_blocks=True,
         )
-        # No globals (range, dict, lipsum, …): templates need only their merge fields, and an
-        # empty globals map makes each render skip merging them (a 100k-row plan renders a lot).
+        # No globals (range, dict, lipsum, …): templates need only their merge fields.
         self._env.globals.clear()
         self.templates: dict[int, StageTemplate] = {}
-        self._compiled: dict[int, SkeletonTemplate] = {}
+        self._compiled: dict[int, tuple[Template, Template]] = {}
         for stage in stages:
             self._load(stage)
 
@@ -118,9 +111,10 @@ class TemplateSet:
             if unknown:
                 raise ValueError(f"unknown merge field(s): {', '.join(unknown)}")
             fields = frozenset(used)
-            # One template per stage, subject and body joined by NUL (which merge values never
-            # contain): one render per draft instead of two.
-            self._compiled[stage] = SkeletonTemplate(self._env, subject + _SEP + body, MERGE_FIELDS)
+            self._compiled[stage] = (
+                self._env.from_string(subject),
+                self._env.from_string(body),
+            )
         except FileNotFoundError:
             error = f"missing template file {path.name}"
         except (OSError, UnicodeDecodeError) as exc:
@@ -140,27 +134,30 @@ class TemplateSet:
         """True when the stage's template loaded cleanly."""
         return stage in self._compiled
 
+    def fields_used(self, stage: int) -> frozenset[str]:
+        """The merge fields the stage's template reads."""
+        template = self.templates.get(stage)
+        return template.fields if template is not None else frozenset()
+
     def render(self, stage: int, fields: Mapping[str, object]) -> RenderedEmail:
         """Render one stage; raises TemplateLoadError for a stage whose template is broken."""
         compiled = self._compiled.get(stage)
         if compiled is None:
             reason = self.errors.get(stage, f"no template for stage {stage}")
             raise TemplateLoadError(reason)
-        subject, _, body = compiled.render(fields).partition(_SEP)
-        return RenderedEmail(one_line(subject), body)
+        subject, body = compiled
+        try:
+            return RenderedEmail(one_line(subject.render(fields)), body.render(fields))
+        except TemplateError as exc:
+            # StrictUndefined: an attribute the value lacks ({{ amount.cents }}) is an error for
+            # this row, never a blank in a client's email.
+            raise TemplateLoadError(f"stage {stage}: {exc.__class__.__name__}: {exc}") from None
 
 
 def one_line(subject: str) -> str:
     """A subject is one header line: collapse any newline (or run of spaces) a merge value
     smuggled in, and trim it."""
-    if subject.isprintable() and "  " not in subject and subject[:1] != " " != subject[-1:]:
-        return subject  # nothing to collapse (the usual case): skip splitting and joining
     return " ".join(subject.split())
-
-
-@lru_cache(maxsize=4096)
-def _format_date(day: dt.date, locale: str) -> str:
-    return format_date(day, format="medium", locale=locale)
 
 
 def merge_fields(
@@ -170,30 +167,32 @@ def merge_fields(
     stage: int,
     settings: RenderSettings,
     payment_link: str = "",
+    only: Collection[str] | None = None,
 ) -> dict[str, object]:
-    """The values a template sees for one invoice, formatted for the configured locale."""
+    """The values a template sees for one invoice, formatted for the configured locale.
+
+    With ``only`` (the fields a template uses), the others are not computed: formatting money
+    and dates is most of the cost of rendering a reminder.
+    """
     locale = settings.locale
-    texts = amount_texts(invoice.currency, locale)
-    amount, amount_formatted = texts(invoice.amount)
-    if invoice.amount_paid:
-        balance, balance_formatted = texts(invoice.balance)
-    else:  # most invoices: nothing paid yet, the balance is the amount
-        balance, balance_formatted = amount, amount_formatted
-    return {
-        "name": invoice.client_name,
-        "client_name": invoice.client_name,
-        "invoice_id": invoice.invoice_id,
-        "amount": amount,
-        "amount_formatted": amount_formatted,
-        "balance": balance,
-        "balance_formatted": balance_formatted,
-        "currency": invoice.currency,
-        "due_date": _format_date(invoice.due_date, locale),
-        "sent_date": _format_date(invoice.sent_date, locale) if invoice.sent_date else "",
-        "days_overdue": days_overdue,
-        "stage": stage,
-        "partially_paid": invoice.amount_paid > 0,
-        "sender_name": settings.sender_name,
-        "payment_link": payment_link,
-        "notes": invoice.notes,
+    currency = invoice.currency
+    paid = bool(invoice.amount_paid)
+    values: dict[str, Callable[[], object]] = {
+        "name": lambda: invoice.client_name,
+        "client_name": lambda: invoice.client_name,
+        "invoice_id": lambda: invoice.invoice_id,
+        "amount": lambda: format_number(invoice.amount, locale),
+        "amount_formatted": lambda: format_money(invoice.amount, currency, locale),
+        "balance": lambda: format_number(invoice.balance, locale),
+        "balance_formatted": lambda: format_money(invoice.balance, currency, locale),
+        "currency": lambda: currency,
+        "due_date": lambda: format_date(invoice.due_date, locale),
+        "sent_date": lambda: format_date(invoice.sent_date, locale) if invoice.sent_date else "",
+        "days_overdue": lambda: days_overdue,
+        "stage": lambda: stage,
+        "partially_paid": lambda: paid,
+        "sender_name": lambda: settings.sender_name,
+        "payment_link": lambda: payment_link,
+        "notes": lambda: invoice.notes,
     }
+    return {name: value() for name, value in values.items() if only is None or name in only}

@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service.adapters.ledger_sql import make_engine, normalize_url
 from service.api.app import create_app
 from service.bootstrap import build_services
 from service.config import PROJECT_ROOT, Settings, settings_from_env
@@ -21,6 +24,7 @@ API_KEY = "test-key-0123456789"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXED_NOW = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
 IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ENV = "TEST_DATABASE_URL"
 
 
 def missing_part(why: str) -> None:
@@ -34,6 +38,47 @@ def require_shared_data(path: Path) -> None:
     """The shared data file ``path``, or a loud skip (a failure under CI=true)."""
     if not path.exists():
         missing_part(f"the shared data file {path} is not on this machine")
+
+
+def require_postgres() -> str:
+    """TEST_DATABASE_URL, or a loud skip (a failure under CI=true) when it is not set."""
+    url = os.environ.get(PG_ENV, "").strip()
+    if not url:
+        missing_part(
+            f"PostgreSQL NOT TESTED: {PG_ENV} is not set "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test; .ci/run sets it)"
+        )
+    return url
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``postgres`` needs TEST_DATABASE_URL: skip loudly, or fail under CI=true."""
+    if item.get_closest_marker("postgres") is not None:
+        require_postgres()
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """The shared test PostgreSQL (TEST_DATABASE_URL); tests on it must use unique scopes."""
+    return require_postgres()
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL whose tables all land in a fresh PostgreSQL schema, dropped after the test."""
+    schema = f"ic_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    # search_path in the connection options puts every table (and alembic_version) in the
+    # test's own schema without the code under test knowing about schemas.
+    url = normalize_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture

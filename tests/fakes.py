@@ -7,11 +7,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from service.ports import DraftAlert
+from service.domain.invoice import INPUT_FIELDS, normalize_header
 from service.ports import (
     Claim,
     ClaimOutcome,
     CreatedDraft,
+    DraftAlert,
     DraftKey,
     EntryState,
     LedgerEntry,
@@ -22,9 +23,22 @@ from service.ports import (
     WriteBack,
 )
 
+# What SqlLedger keeps of an error text; the contract test holds the two to the same rules.
+ERROR_MAX_CHARS = 1_000
+
+
+def _aware_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; a naive time is refused, as SqlLedger refuses it."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetimes given to the ledger must be timezone-aware")
+    return value.astimezone(dt.UTC)
+
 
 class FakeLedger:
-    """The Ledger protocol over a dict, with the same claim rules as the SQL ledger."""
+    """The Ledger protocol over a dict, keeping the SQL ledger's rules (tests/integration/
+    test_ledger_contract.py runs the same scenarios on both): a created draft is final — a
+    later failure does not release it and a second record does not replace its ids — and
+    only a live reservation can fail."""
 
     def __init__(self) -> None:
         self.entries: dict[DraftKey, LedgerEntry] = {}
@@ -38,6 +52,10 @@ class FakeLedger:
         lease_seconds: float,
         request_key: str | None = None,
     ) -> Claim:
+        """Reserve ``key``, or take over a failed or expired reservation."""
+        now = _aware_utc(now)
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
         lease = now + dt.timedelta(seconds=lease_seconds)
         with self._lock:
             entry = self.entries.get(key)
@@ -61,11 +79,23 @@ class FakeLedger:
             return Claim(ClaimOutcome.BUSY, entry)
 
     def record_created(
-        self, key: DraftKey, created: CreatedDraft, *, drafted_on: dt.date, now: dt.datetime
+        self,
+        key: DraftKey,
+        created: CreatedDraft,
+        *,
+        drafted_on: dt.date,
+        now: dt.datetime,
+        subject: str | None = None,
+        recipients: Sequence[str] = (),
     ) -> LedgerEntry:
+        """Mark a reserved (or failed) key as drafted; a created one keeps its first ids."""
+        _aware_utc(now)
         with self._lock:
+            entry = self._existing(key)
+            if entry.state is EntryState.CREATED:
+                return entry
             entry = replace(
-                self.entries[key],
+                entry,
                 state=EntryState.CREATED,
                 draft_id=created.draft_id,
                 message_id=created.message_id,
@@ -74,21 +104,34 @@ class FakeLedger:
                 draft_url=created.url,
                 drafted_on=drafted_on,
                 error=None,
+                subject=subject,
+                recipients=tuple(recipients),
             )
             self.entries[key] = entry
             return entry
 
     def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
+        """Release a live reservation as retryable; any other state is left as it is."""
+        _aware_utc(now)
         with self._lock:
-            old = self.entries[key]
-            entry = replace(old, state=EntryState.FAILED, error=error, attempts=old.attempts + 1)
+            entry = self._existing(key)
+            if entry.state is not EntryState.RESERVED:
+                return entry
+            entry = replace(
+                entry,
+                state=EntryState.FAILED,
+                error=error[:ERROR_MAX_CHARS],
+                attempts=entry.attempts + 1,
+            )
             self.entries[key] = entry
             return entry
 
     def get(self, key: DraftKey) -> LedgerEntry | None:
+        """The entry for one key."""
         return self.entries.get(key)
 
     def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
+        """The highest drafted stage below ``below_stage``."""
         found = [
             e
             for k, e in self.entries.items()
@@ -98,6 +141,12 @@ class FakeLedger:
             and e.state is EntryState.CREATED
         ]
         return max(found, key=lambda e: e.key.stage, default=None)
+
+    def _existing(self, key: DraftKey) -> LedgerEntry:
+        entry = self.entries.get(key)
+        if entry is None:
+            raise LookupError(f"no ledger entry for {key.header_value()}")
+        return entry
 
 
 class FakeSink:
@@ -133,6 +182,9 @@ def transient(message: str = "backend error") -> SinkError:
     return SinkError(message, retryable=True, code="unavailable")
 
 
+_INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
+
+
 class FakeSource:
     """An InvoiceSource over in-memory rows; write-backs change the rows and are recorded."""
 
@@ -157,8 +209,18 @@ class FakeSource:
         return SheetSnapshot(self.scope, headers, rows, self.timezone)
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
+        """Change only the output cells (and extras) that differ, as the real sources do."""
+        if snapshot.scope != self.scope:
+            raise ValueError(f"snapshot of {snapshot.scope!r} given to {self.scope!r}")
         if self.fail_write is not None:
             raise self.fail_write
+        for u in updates:
+            if not 2 <= u.row < len(self.rows) + 2:
+                raise ValueError(f"row {u.row} is not an invoice row of this snapshot")
+            for name in u.extra:
+                # The invoice's own data is the bookkeeper's: a write-back never rewrites it.
+                if normalize_header(name) in _INPUT_KEYS:
+                    raise ValueError(f"write-back extra {name!r} would overwrite an input column")
         changed = 0
         for u in updates:
             row = self.rows[u.row - 2]
@@ -166,6 +228,7 @@ class FakeSource:
                 "last_stage_sent": "" if u.last_stage_sent is None else str(u.last_stage_sent),
                 "last_sent_at": "" if u.last_sent_at is None else u.last_sent_at.isoformat(),
                 "reminder_status": u.reminder_status,
+                **u.extra,
             }
             if any(row.get(k, "") != v for k, v in cells.items()):
                 row.update(cells)

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import google.auth.exceptions
@@ -34,22 +31,22 @@ from googleapiclient.errors import HttpError
 from service.adapters.google_api import (
     GoogleCredentials,
     Pacer,
-    RetryPolicy,
     ThreadLocalHttp,
     TransportFailure,
     build_service,
     credentials_from,
-    error_reason,
+    error_details,
+    is_rate_limited,
     normalise_endpoint,
     pacer_for,
-    retry_after_seconds,
 )
+from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.ports import AuthorizationError, CreatedDraft, OutgoingDraft, SinkError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEY_HEADER = "X-Invoice-Collector-Key"
-GMAIL_ROOT = "https://gmail.googleapis.com/"
 # Quota units per call (Gmail's published per-method costs).
 CREATE_UNITS = 10
 LIST_UNITS = 5
@@ -57,22 +54,20 @@ GET_UNITS = 5
 # 15,000 units per user per minute / 10 units per create = 25/s. Gmail counts a rolling window,
 # so a steady 25/s plus any burst lands some windows over the quota: pace 2% under it.
 DRAFTS_PER_SECOND = 24.5
-MAX_BATCH_CALLS = 50  # Google allows 100 and advises against more than 50
-_RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+GMAIL_RETRY = RetryPolicy()  # the shared defaults: 8 tries within 60 s
 _AUTH_REASONS = frozenset({"authError", "insufficientPermissions", "forbidden"})
 
 
-@dataclass(frozen=True)
-class _Transient:
+class _Transient(Transient):
     """A failure worth retrying. ``ambiguous``: Gmail may have done the work anyway."""
 
-    summary: str
-    ambiguous: bool
-    retry_after_s: float | None = None
+    def __init__(self, summary: str, ambiguous: bool, retry_after: float | None = None) -> None:
+        super().__init__(summary, retry_after=retry_after)
+        self.ambiguous = ambiguous
 
 
-def _classify(exc: BaseException) -> _Transient:
-    """Return a retryable failure, or raise the SinkError a caller should see."""
+def _classify(exc: Exception) -> _Transient:
+    """Return a retryable failure, or raise the exception a caller should see."""
     if isinstance(exc, google.auth.exceptions.RefreshError):
         # A bare access token cannot refresh, so the client turns Gmail's 401 into this.
         raise AuthorizationError() from exc
@@ -83,13 +78,14 @@ def _classify(exc: BaseException) -> _Transient:
     if not isinstance(exc, HttpError):
         raise exc
     status = int(exc.resp.status)
-    reason, message = error_reason(exc.content)
+    reasons, message = error_details(exc.content)
+    reason = ",".join(sorted(reasons))
     retry_after = retry_after_seconds(exc.resp.get("retry-after"))
     if status == 401:
         raise AuthorizationError() from exc
-    if status == 429 or (status == 403 and reason in _RATE_LIMIT_REASONS):
-        return _Transient(f"rate limited ({status} {reason})", False, retry_after)
-    if status == 403 and reason in _AUTH_REASONS:
+    if is_rate_limited(status, reasons):
+        return _Transient(f"Gmail rate limited ({status} {reason})", False, retry_after)
+    if status == 403 and reasons & _AUTH_REASONS:
         raise AuthorizationError(
             f"Gmail refused access ({reason}): re-authorise with the gmail.compose scope"
         ) from exc
@@ -113,19 +109,17 @@ class GmailSink:
         user_id: str = "me",
         mailbox: str | None = None,
         drafts_per_second: float = DRAFTS_PER_SECOND,
-        policy: RetryPolicy | None = None,
+        policy: RetryPolicy = GMAIL_RETRY,
         timeout_s: float = 30.0,
         max_find_candidates: int = 20,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
     ) -> None:
         """``credentials``: a bare access token or a google-auth credential; ``endpoint``:
         GMAIL_API_ENDPOINT (emulators, proxies); ``mailbox``: the pacing key, shared
         process-wide (defaults to ``user_id``; pass the sender address when it is "me")."""
         creds = credentials_from(credentials)
-        self._endpoint = normalise_endpoint(endpoint)
-        self._service = build_service("gmail", "v1", creds, self._endpoint)
+        self._service = build_service("gmail", "v1", creds, normalise_endpoint(endpoint))
         self._http = ThreadLocalHttp(creds, timeout_s)
         self._user_id = user_id
         self._mailbox = mailbox or user_id
@@ -134,17 +128,10 @@ class GmailSink:
         self._pacer: Pacer = pacer_for(
             self._mailbox, drafts_per_second * CREATE_UNITS, burst_units=CREATE_UNITS
         )
-        self._policy = policy or RetryPolicy()
+        self._policy = policy
         self._max_find_candidates = max_find_candidates
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
-
-    @property
-    def batch_uri(self) -> str:
-        """Gmail's batch endpoint (the client's ``new_batch_http_request`` ignores api_endpoint)."""
-        return (self._endpoint or GMAIL_ROOT) + "batch/gmail/v1"
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -160,10 +147,13 @@ class GmailSink:
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Create one draft; retry transient failures, looking for the draft before re-sending."""
         deadline = self._clock() + self._policy.max_total_s
-        body = self._create_body(draft)
-        attempt = 0
+        message: dict[str, Any] = {"raw": base64.urlsafe_b64encode(draft.raw).decode("ascii")}
+        if draft.thread is not None and draft.thread.thread_id:
+            message["threadId"] = draft.thread.thread_id
         maybe_stored = False
-        while True:
+
+        def attempt() -> CreatedDraft:
+            nonlocal maybe_stored
             if maybe_stored:
                 found = self._find(draft, deadline)
                 if found is not None:
@@ -171,49 +161,39 @@ class GmailSink:
                     return found
             self._pacer.acquire(CREATE_UNITS)
             try:
-                reply = self._execute(self._drafts().create(userId=self._user_id, body=body))
-                return self._created(draft, reply)
-            except HttpError as exc:
-                if exc.resp.status == 404 and "threadId" in body["message"]:
-                    # The earlier reminder's thread is gone (deleted): start a new thread.
-                    body["message"].pop("threadId")
-                    continue
-                failure = _classify(exc)
+                reply = self._execute(
+                    self._drafts().create(userId=self._user_id, body={"message": message})
+                )
             except Exception as exc:
+                gone = isinstance(exc, HttpError) and exc.resp.status == 404
+                if gone and message.pop("threadId", None):
+                    # The earlier reminder's thread is gone (deleted): start a new thread.
+                    return attempt()
                 failure = _classify(exc)
-            # Once an attempt may have stored the draft, every later retry must look first.
-            maybe_stored = maybe_stored or failure.ambiguous
-            attempt += 1
-            self._backoff(failure, attempt, deadline)
+                # Once an attempt may have stored the draft, every later retry must look first.
+                maybe_stored = maybe_stored or failure.ambiguous
+                raise failure from exc
+            return self._created(draft, reply)
+
+        try:
+            return self._retrying(attempt, deadline)
+        except SinkError as exc:
+            if maybe_stored and exc.code == "gmail_unavailable":
+                # Gmail may hold the draft: whoever retries must ``find`` before creating.
+                exc.code = "gmail_outcome_unknown"
+            raise
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
         """Find a draft made earlier for ``draft.key`` (recipient + subject, confirmed by key)."""
         return self._find(draft, self._clock() + self._policy.max_total_s)
 
-    # -- batch ----------------------------------------------------------------------------------
-    def create_many(self, drafts: Sequence[OutgoingDraft]) -> list[CreatedDraft | SinkError]:
-        """Create drafts with batch requests of <= 50 calls; one result per draft, in order.
-
-        Cuts HTTP round trips ~50x; quota is the same (Gmail counts every call in a batch).
-        Raises AuthorizationError for the whole run when the credentials stop working.
-        """
-        from service.adapters.gmail_batch import create_in_batches
-
-        return create_in_batches(self, drafts)
-
-    # -- internals shared with gmail_batch ----------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
     def _drafts(self) -> Any:
         return self._service.users().drafts()
 
     def _execute(self, request: Any) -> Any:
         # num_retries=0: the client's own retry loop would re-send creates blindly.
         return request.execute(http=self._http.get(), num_retries=0)
-
-    def _create_body(self, draft: OutgoingDraft) -> dict[str, Any]:
-        message: dict[str, Any] = {"raw": base64.urlsafe_b64encode(draft.raw).decode("ascii")}
-        if draft.thread is not None and draft.thread.thread_id:
-            message["threadId"] = draft.thread.thread_id
-        return {"message": message}
 
     def _created(
         self, draft: OutgoingDraft, reply: dict[str, Any], rfc_message_id: str | None = None
@@ -236,36 +216,30 @@ class GmailSink:
         account = f"?authuser={quote(self._mailbox)}" if "@" in self._mailbox else ""
         return f"https://mail.google.com/mail/{account}#drafts?compose={message_id}"
 
-    def _backoff(self, failure: _Transient, attempt: int, deadline: float) -> None:
-        if attempt >= self._policy.max_attempts:
+    def _retrying(self, attempt: Callable[[], T], deadline: float) -> T:
+        """``attempt()`` under the retry policy; giving up is a retryable SinkError."""
+        try:
+            return self._policy.run(
+                attempt, sleep=self._sleep, clock=self._clock, deadline=deadline
+            )
+        except _Transient as failure:
             raise SinkError(
-                f"Gmail: {failure.summary}; gave up after {attempt} attempts",
+                f"Gmail: {failure}; gave up after {failure.attempts} attempts",
                 retryable=True,
                 code="gmail_unavailable",
-            )
-        with self._rng_lock:
-            delay = self._policy.delay(attempt, failure.retry_after_s, self._rng)
-        if self._clock() + delay > deadline:
-            raise SinkError(
-                f"Gmail: {failure.summary}; gave up after {attempt} attempts "
-                f"({self._policy.max_total_s:g}s budget)",
-                retryable=True,
-                code="gmail_unavailable",
-            )
-        log.warning("gmail: %s; retry %d in %.2fs", failure.summary, attempt, delay)
-        self._sleep(delay)
+            ) from failure
 
     def _run(self, make_request: Callable[[], Any], units: int, deadline: float) -> Any:
         """Execute an idempotent call (list/get), retrying every transient failure."""
-        attempt = 0
-        while True:
+
+        def attempt() -> Any:
             self._pacer.acquire(units)
             try:
                 return self._execute(make_request())
             except Exception as exc:
-                failure = _classify(exc)
-            attempt += 1
-            self._backoff(failure, attempt, deadline)
+                raise _classify(exc) from exc
+
+        return self._retrying(attempt, deadline)
 
     def _find(self, draft: OutgoingDraft, deadline: float) -> CreatedDraft | None:
         if not draft.to:

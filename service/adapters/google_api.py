@@ -1,4 +1,4 @@
-"""Plumbing for Google API adapters: clients, a transport that never re-sends, pacing, retries.
+"""Plumbing for Google API adapters: clients, a transport that never re-sends, pacing, errors.
 
 Facts this module designs for (checked against the client library and Google's docs):
 
@@ -14,13 +14,10 @@ Facts this module designs for (checked against the client library and Google's d
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import google.auth.credentials
@@ -50,7 +47,7 @@ def normalise_endpoint(endpoint: str | None) -> str | None:
 
 
 def build_service(
-    api: str, version: str, credentials: GoogleCredentials, endpoint: str | None
+    api: str, version: str, credentials: GoogleCredentials | None, endpoint: str | None
 ) -> Any:
     """A discovery client that works offline (the library ships its discovery documents)."""
     return build(
@@ -218,48 +215,27 @@ def pacer_for(mailbox: str, units_per_second: float, burst_units: float | None =
 
 
 # ---------------------------------------------------------------------------------------------
-# Retries
+# Errors
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, bounded in attempts and in total time."""
-
-    max_attempts: int = 8
-    max_total_s: float = 60.0
-    base_delay_s: float = 0.5
-    max_delay_s: float = 32.0
-
-    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        jittered = rng.uniform(0, ceiling)
-        # Google's Retry-After is a floor: waiting less just earns another 429.
-        return max(jittered, retry_after_s) if retry_after_s is not None else jittered
+# Google's 403 "slow down" reasons: v1 APIs name them in errors[], v4 ones in details[] (ErrorInfo).
+RATE_LIMIT_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+)
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse a Retry-After header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
+def error_details(content: bytes | str | None) -> tuple[frozenset[str], str]:
+    """(reasons, message) from a Google JSON error body: errors[] and details[] reasons, status."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        error = json.loads(content or b"{}").get("error") or {}
+        items = [*(error.get("errors") or []), *(error.get("details") or [])]
+        reasons = {str(i["reason"]) for i in items if isinstance(i, dict) and i.get("reason")}
+        if error.get("status"):
+            reasons.add(str(error["status"]))
+        return frozenset(reasons), str(error.get("message") or "")[:200]
+    except (ValueError, AttributeError, TypeError):
+        return frozenset(), ""
 
 
-def error_reason(content: bytes | str | None) -> tuple[str, str]:
-    """(reason, message) from a Google JSON error body; empty strings when absent."""
-    try:
-        payload = json.loads(content or b"{}")
-        error = payload.get("error") or {}
-        details = error.get("errors") or [{}]
-        reason = str(details[0].get("reason") or error.get("status") or "")
-        return reason, str(error.get("message") or "")[:200]
-    except (ValueError, AttributeError, TypeError, IndexError):
-        return "", ""
+def is_rate_limited(status: int, reasons: frozenset[str]) -> bool:
+    """Google asked us to slow down: a 429, or a 403 whose reason is a rate limit."""
+    return status == 429 or (status == 403 and bool(reasons & RATE_LIMIT_REASONS))

@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from service.config import Settings
-
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.compose"]
 SHEETS_SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 ALL_SCOPES = SHEETS_SCOPES + GMAIL_SCOPES
@@ -23,20 +21,25 @@ def default_token_file() -> Path:
     return base / "invoice-collector" / "token.json"
 
 
-def token_file(settings: Settings) -> Path:
-    """Where the server's token lives."""
-    return settings.google_token_file or default_token_file()
+def token_file(configured: Path | None) -> Path:
+    """Where the server's token lives: GOOGLE_TOKEN_FILE, else the default."""
+    return configured or default_token_file()
 
 
-def server_credentials(settings: Settings, scopes: Literal["gmail", "sheets"]) -> Any | None:
+def server_credentials(
+    scopes: Literal["gmail", "sheets"],
+    *,
+    token_path: Path | None = None,
+    service_account_file: Path | None = None,
+) -> Any | None:
     """Stored credentials for ``scopes``, or None when `invoice-collector auth` was never run."""
-    if scopes == "sheets" and settings.google_service_account_file:
+    if scopes == "sheets" and service_account_file:
         from google.oauth2 import service_account
 
         return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            str(settings.google_service_account_file), scopes=SHEETS_SCOPES
+            str(service_account_file), scopes=SHEETS_SCOPES
         )
-    path = token_file(settings)
+    path = token_file(token_path)
     if not path.exists():
         return None
     from google.oauth2.credentials import Credentials

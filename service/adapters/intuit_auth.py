@@ -13,14 +13,13 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.ports import AuthorizationError, Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -44,52 +43,39 @@ class QuickBooksAuthorizationError(AuthorizationError):
         self.code = "quickbooks_unauthorized"
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Bounded exponential backoff with jitter; a Retry-After is honoured up to ``max_delay``."""
-
-    attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        wait = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return min(wait, self.max_delay)
+# QBO allows 500 requests a minute per company; a 429 says wait, Retry-After how long.
+QBO_RETRY = RetryPolicy(max_attempts=5, max_total_s=120.0, base_delay_s=1.0, max_delay_s=60.0)
 
 
-DEFAULT_BACKOFF = Backoff()
+class _Refused(Transient):
+    """A 429 or 5xx; ``response`` is the answer the caller gets when the policy gives up."""
 
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP-date: use our own backoff
+    def __init__(self, response: requests.Response) -> None:
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        super().__init__(f"QuickBooks answered {response.status_code}", retry_after=retry_after)
+        self.response = response
 
 
 def send_with_retries(
-    call: Callable[[], requests.Response], backoff: Backoff, sleep: Callable[[float], None]
+    call: Callable[[], requests.Response], policy: RetryPolicy, sleep: Callable[[float], None]
 ) -> requests.Response:
-    """``call()`` again after 429, 5xx or a transport error, at most ``backoff.attempts`` times."""
-    for attempt in range(1, backoff.attempts + 1):
-        last = attempt == backoff.attempts
+    """``call()`` again after 429, 5xx or a transport error, as ``policy`` allows."""
+
+    def attempt() -> requests.Response:
         try:
             response = call()
         except (requests.ConnectionError, requests.Timeout) as exc:
-            if last:
-                raise QuickBooksError(f"QuickBooks is unreachable: {type(exc).__name__}") from None
-            sleep(backoff.delay(attempt, None))
-            continue
-        if response.status_code != 429 and response.status_code < 500:
-            return response
-        if last:
-            return response
-        # QBO allows 500 requests a minute per company; a 429 says wait, Retry-After how long.
-        sleep(backoff.delay(attempt, _retry_after(response.headers.get("Retry-After"))))
-    raise AssertionError("unreachable")
+            raise Transient(f"QuickBooks is unreachable: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Refused(response)
+        return response
+
+    try:
+        return policy.run(attempt, sleep=sleep)
+    except _Refused as exc:
+        return exc.response
+    except Transient as exc:
+        raise QuickBooksError(str(exc), code="unavailable") from None
 
 
 class RefreshTokenFile:
@@ -134,7 +120,7 @@ class IntuitTokens:
         token_url: str,
         session: requests.Session,
         token_file: RefreshTokenFile | None = None,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        policy: RetryPolicy = QBO_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock = utc_now,
         timeout: float = 30.0,
@@ -144,7 +130,7 @@ class IntuitTokens:
         self._refresh_token = (token_file.load() if token_file else None) or refresh_token
         self._token_url = token_url
         self._session = session
-        self._backoff = backoff
+        self._policy = policy
         self._sleep = sleep
         self._clock = clock
         self._timeout = timeout
@@ -167,7 +153,7 @@ class IntuitTokens:
                 headers={"Accept": "application/json"},
                 timeout=self._timeout,
             ),
-            self._backoff,
+            self._policy,
             self._sleep,
         )
         if response.status_code in (400, 401):

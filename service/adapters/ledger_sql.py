@@ -2,7 +2,8 @@
 
 One row per (scope, invoice_id, stage). A claim is a unique insert; taking over a failed or
 abandoned key is an UPDATE guarded on the state it was read in, so of N racing claimers
-exactly one sees a changed row. Nothing here stores a body, a recipient, a subject or a token.
+exactly one sees a changed row. Nothing here stores a body or a token: of a message, only its
+subject and recipients are kept, as metadata for review and threading.
 
 Engines are per process: build them in the gunicorn worker after fork (in ``create_app`` or
 ``post_fork``), never at import time — a pooled connection inherited across fork is shared by
@@ -15,7 +16,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,8 @@ draft_ledger = sa.Table(
     sa.Column("error", sa.Text()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("subject", sa.Text()),
+    sa.Column("recipients", sa.JSON()),
     sa.CheckConstraint("state IN ('reserved', 'created', 'failed')", name="state"),
 )
 
@@ -325,7 +328,14 @@ class SqlLedger:
             return Claim(ClaimOutcome.BUSY, current)
 
     def record_created(
-        self, key: DraftKey, created: CreatedDraft, *, drafted_on: dt.date, now: dt.datetime
+        self,
+        key: DraftKey,
+        created: CreatedDraft,
+        *,
+        drafted_on: dt.date,
+        now: dt.datetime,
+        subject: str | None = None,
+        recipients: Sequence[str] = (),
     ) -> LedgerEntry:
         """Mark a claimed key as drafted with the sink's ids.
 
@@ -349,6 +359,8 @@ class SqlLedger:
                     drafted_on=drafted_on,
                     error=None,
                     updated_at=now,
+                    subject=subject,
+                    recipients=list(recipients) or None,
                 )
             )
             return self._fetch(conn, key)
@@ -416,4 +428,6 @@ def _entry(row: sa.RowMapping) -> LedgerEntry:
         request_key=row["request_key"],
         error=row["error"],
         attempts=row["attempts"],
+        subject=row["subject"],
+        recipients=tuple(row["recipients"] or ()),
     )

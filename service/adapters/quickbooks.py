@@ -19,20 +19,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from service.adapters.http_retry import RetryPolicy
 from service.adapters.intuit_auth import (
-    DEFAULT_BACKOFF,
-    Backoff,
+    QBO_RETRY,
     IntuitTokens,
     QuickBooksAuthorizationError,
     QuickBooksError,
     RefreshTokenFile,
     send_with_retries,
 )
-from service.config import ConfigError, Settings
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS
 from service.ports import Ledger, SheetSnapshot, SourceRow, WriteBack
 
@@ -56,7 +56,7 @@ class QuickBooksSource:
         api_base: str,
         session: requests.Session,
         page_size: int = MAX_PAGE_SIZE,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        policy: RetryPolicy = QBO_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 60.0,
     ) -> None:
@@ -69,7 +69,7 @@ class QuickBooksSource:
         self._url = f"{api_base.rstrip('/')}/v3/company/{realm_id}/query"
         self._session = session
         self._page_size = page_size
-        self._backoff = backoff
+        self._policy = policy
         self._sleep = sleep
         self._timeout = timeout
 
@@ -112,7 +112,7 @@ class QuickBooksSource:
         refreshed = False
         while True:
             get = partial(self._get, query, self._tokens.access_token())
-            response = send_with_retries(get, self._backoff, self._sleep)
+            response = send_with_retries(get, self._policy, self._sleep)
             if response.status_code == 401 and not refreshed:
                 # The access token expired or was revoked early: refresh once, then retry.
                 self._tokens.refresh()
@@ -202,26 +202,38 @@ def _code(response: requests.Response) -> str:
     return "unavailable" if response.status_code >= 500 else "quickbooks_error"
 
 
-def quickbooks_source(settings: Settings, ledger: Ledger) -> QuickBooksSource:
-    """The source for the configured company; ConfigError names any missing QBO_* setting."""
+class QuickBooksNotConfigured(ValueError):
+    """A setting the QuickBooks source needs is missing; the message names it."""
+
+
+def quickbooks_source(
+    ledger: Ledger,
+    *,
+    realm_id: str,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    token_url: str,
+    api_base: str,
+    token_file: Path,
+) -> QuickBooksSource:
+    """The source for one company; QuickBooksNotConfigured names any missing QBO_* setting."""
     required = {
-        "QBO_REALM_ID": settings.qbo_realm_id,
-        "QBO_CLIENT_ID": settings.qbo_client_id,
-        "QBO_CLIENT_SECRET": settings.qbo_client_secret,
-        "QBO_REFRESH_TOKEN": settings.qbo_refresh_token,
+        "QBO_REALM_ID": realm_id,
+        "QBO_CLIENT_ID": client_id,
+        "QBO_CLIENT_SECRET": client_secret,
+        "QBO_REFRESH_TOKEN": refresh_token,
     }
     missing = [name for name, value in required.items() if not value]
     if missing:
-        raise ConfigError(f"the QuickBooks source needs {', '.join(missing)}")
+        raise QuickBooksNotConfigured(f"the QuickBooks source needs {', '.join(missing)}")
     session = requests.Session()
     tokens = IntuitTokens(
-        settings.qbo_client_id,
-        settings.qbo_client_secret,
-        settings.qbo_refresh_token,
-        token_url=settings.qbo_token_url,
+        client_id,
+        client_secret,
+        refresh_token,
+        token_url=token_url,
         session=session,
-        token_file=RefreshTokenFile(settings.qbo_token_file, settings.qbo_refresh_token),
+        token_file=RefreshTokenFile(token_file, refresh_token),
     )
-    return QuickBooksSource(
-        settings.qbo_realm_id, tokens, ledger, api_base=settings.qbo_api_base, session=session
-    )
+    return QuickBooksSource(realm_id, tokens, ledger, api_base=api_base, session=session)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,38 +23,11 @@ from service.adapters.ledger_sql import (
     require_aware,
     runs,
 )
+from service.ports import FINISHED, Run, RunState
 
 # Result rows may be API response rows: these keys hold email content, which is never stored
 # (DESIGN §1, privacy). They are dropped, at any depth, before a row reaches the database.
 BODY_KEYS = frozenset({"body", "html", "html_body", "text_body", "raw"})
-
-
-class RunState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-FINISHED = frozenset({RunState.DONE, RunState.FAILED})
-
-
-@dataclass(frozen=True)
-class Run:
-    """One headless run: its state, progress and per-row outcomes (never bodies)."""
-
-    id: str
-    scope: str
-    state: RunState
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    done: int = 0
-    total: int = 0
-    summary: Mapping[str, Any] = field(default_factory=dict)
-    results: tuple[Mapping[str, Any], ...] = ()
-    error: str | None = None
 
 
 @dataclass(frozen=True)

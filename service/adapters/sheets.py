@@ -5,8 +5,6 @@ per user, DESIGN §7)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import random
 import re
 import threading
 import time
@@ -17,11 +15,17 @@ from typing import Any, cast
 
 from google.auth.credentials import Credentials
 from google.auth.exceptions import RefreshError, TransportError
-from google.oauth2.credentials import Credentials as OAuthCredentials
-from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from httplib2 import HttpLib2Error
 
+from service.adapters.google_api import (
+    build_service,
+    credentials_from,
+    error_details,
+    is_rate_limited,
+    normalise_endpoint,
+)
+from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.domain.dates import DateParseError, parse_date
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
 from service.ports import AuthorizationError, SheetSnapshot, SourceRow, WriteBack
@@ -34,7 +38,7 @@ _HYPERLINK = re.compile(r'^=HYPERLINK\("(https?://(?:[^"]|"")+)",\s*"((?:[^"]|""
 _OUTPUT_KEYS = frozenset(normalize_header(name) for name in OUTPUT_FIELDS)
 _INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
+SHEETS_RETRY = RetryPolicy(max_attempts=5, base_delay_s=0.5, max_delay_s=16.0)
 
 
 class SheetsError(Exception):
@@ -59,23 +63,6 @@ class SheetsAuthorizationError(AuthorizationError):
 
     def __init__(self, message: str = "Google Sheets authorisation failed: re-authorise") -> None:
         super().__init__(message)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter for 429, 5xx and transport errors."""
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 16.0
-
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        wait = rng.uniform(0, ceiling)  # full jitter: workers that failed together spread out
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return min(wait, self.max_delay)
 
 
 @dataclass(frozen=True)
@@ -202,28 +189,21 @@ class SheetsSource:
         timezone: str | None = None,
         fetch_timezone: bool = True,
         service: Any = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = SHEETS_RETRY,
         sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
     ) -> None:
         self.spreadsheet_id = spreadsheet_id
         self.range = SheetRange.parse(sheet_range)
         # The discovery document ships with the client, so building works offline; api_endpoint
         # points it at an emulator or a proxy (DESIGN §7).
-        self._service = service or build(
-            "sheets",
-            "v4",
-            credentials=credentials,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": endpoint} if endpoint else None,
+        self._service = service or build_service(
+            "sheets", "v4", credentials, normalise_endpoint(endpoint)
         )
         # A configured TIMEZONE saves a read; otherwise it is fetched once per instance.
         self._timezone = timezone
         self._fetch_timezone = fetch_timezone
-        self._retry = retry or RetryPolicy()
+        self._retry = retry
         self._sleep = sleep
-        self._rng = rng or random.Random()
         # httplib2 connections are not thread-safe: one request at a time per source.
         self._lock = threading.Lock()
         self.api_calls = 0  # HTTP attempts made, retries included
@@ -239,8 +219,9 @@ class SheetsSource:
     ) -> SheetsSource:
         """A source authorised by a bare OAuth access token (e.g. the sidebar user's)."""
         # No refresh token: a 401 surfaces as RefreshError, reported as SheetsAuthorizationError.
-        credentials = OAuthCredentials(token=access_token)  # type: ignore[no-untyped-call]
-        return cls(spreadsheet_id, sheet_range, credentials=credentials, **kwargs)
+        return cls(
+            spreadsheet_id, sheet_range, credentials=credentials_from(access_token), **kwargs
+        )
 
     # -- reading ------------------------------------------------------------------------------
     def read(self) -> SheetSnapshot:
@@ -374,38 +355,53 @@ class SheetsSource:
     # -- transport ----------------------------------------------------------------------------
     def _execute(self, request: Any) -> dict[str, Any]:
         """Run one API request, backing off on 429/5xx/rate-limit 403 and transport errors."""
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
+
+        def attempt() -> dict[str, Any]:
             try:
                 with self._lock:
                     self.api_calls += 1
-                    # The client's own retries are off: this loop owns backoff and counting.
+                    # The client's own retries are off: the policy owns backoff and counting.
                     return cast(dict[str, Any], request.execute(num_retries=0))
             except RefreshError as exc:
                 # A bare-token Credentials turns Google's 401 into RefreshError (DESIGN §7).
                 raise SheetsAuthorizationError() from exc
             except HttpError as exc:
-                status = int(exc.resp.status)
-                if status == 401:
-                    raise SheetsAuthorizationError() from exc
-                retryable = status in _RETRY_STATUSES or (
-                    status == 403 and bool(_error_reasons(exc) & _RATE_REASONS)
-                )
-                if not retryable or attempt >= self._retry.attempts:
-                    raise SheetsError(
-                        f"Sheets API answered {status}: {_error_message(exc)}",
-                        retryable=retryable,
-                        status=status,
-                        code=_error_code(status),
-                    ) from exc
-                retry_after = _retry_after(exc.resp.get("retry-after"))
+                raise _classify(exc) from exc
             except (OSError, HttpLib2Error, TransportError) as exc:
-                if attempt >= self._retry.attempts:
-                    raise SheetsError(f"Sheets API unreachable: {exc}", retryable=True) from exc
-            # Safe to repeat: a read changes nothing and a batchUpdate writes the same values.
-            self._sleep(self._retry.delay(attempt, self._rng, retry_after))
+                error = SheetsError(f"Sheets API unreachable: {exc}", retryable=True)
+                raise _Retryable(error, None) from exc
+
+        # Safe to repeat: a read changes nothing and a batchUpdate writes the same values.
+        try:
+            return self._retry.run(attempt, sleep=self._sleep)
+        except _Retryable as exc:
+            raise exc.error from exc.__cause__
+
+
+class _Retryable(Transient):
+    """A failure worth another attempt; ``error`` is what callers see if the policy gives up."""
+
+    def __init__(self, error: SheetsError, retry_after: float | None) -> None:
+        super().__init__(str(error), retry_after=retry_after)
+        self.error = error
+
+
+def _classify(exc: HttpError) -> Exception:
+    """A _Retryable, or the error to raise at once."""
+    status = int(exc.resp.status)
+    if status == 401:
+        return SheetsAuthorizationError()
+    reasons, message = error_details(exc.content)
+    retryable = status in _RETRY_STATUSES or is_rate_limited(status, reasons)
+    error = SheetsError(
+        f"Sheets API answered {status}: {message or exc.resp.reason or 'error'}",
+        retryable=retryable,
+        status=status,
+        code=_error_code(status),
+    )
+    return (
+        _Retryable(error, retry_after_seconds(exc.resp.get("retry-after"))) if retryable else error
+    )
 
 
 def _desired_cells(update: WriteBack) -> Iterable[tuple[str, _Cell]]:
@@ -477,25 +473,6 @@ def _same(current: object, desired: object) -> bool:
     return _text(current) == _text(desired)
 
 
-def _error_payload(exc: HttpError) -> dict[str, Any]:
-    try:
-        payload = json.loads(exc.content.decode("utf-8"))
-    except (ValueError, AttributeError):
-        return {}
-    error = payload.get("error") if isinstance(payload, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-def _error_reasons(exc: HttpError) -> set[str]:
-    error = _error_payload(exc)
-    items = [*error.get("errors", []), *error.get("details", [])]
-    return {str(item.get("reason")) for item in items if isinstance(item, dict)}
-
-
-def _error_message(exc: HttpError) -> str:
-    return str(_error_payload(exc).get("message") or exc.resp.reason or "error")
-
-
 def _error_code(status: int) -> str:
     return {
         400: "bad_request",
@@ -503,10 +480,3 @@ def _error_code(status: int) -> str:
         404: "not_found",
         429: "rate_limited",
     }.get(status, "unavailable" if status >= 500 else "sheets_error")
-
-
-def _retry_after(value: object) -> float | None:
-    try:
-        return max(0.0, float(str(value))) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date Retry-After: fall back to our own backoff

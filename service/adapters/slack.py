@@ -1,18 +1,21 @@
 """A Slack alert (incoming webhook) listing a run's late-stage, high-balance drafts.
 
 One message per run, ids and amounts only: never an email body. Slack being down must never
-cost a run its drafts, so every failure is logged and reported as ``False``.
+cost a run its drafts, so every failure is logged and reported as ``False`` after at most one
+brief retry (a 429, a 5xx or a failed connection).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import requests
 
+from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.domain.money import format_money
 from service.ports import DraftAlert
 
@@ -21,6 +24,8 @@ logger = logging.getLogger(__name__)
 # Slack's limits: 50 blocks per message, 3,000 characters per section text.
 _MAX_SECTIONS = 45
 _MAX_SECTION_CHARS = 2900
+# An alert is worth a second try, not a stalled run.
+SLACK_RETRY = RetryPolicy(max_attempts=2, max_total_s=3.0, base_delay_s=0.5, max_delay_s=2.0)
 
 
 def _escape(text: str) -> str:
@@ -47,6 +52,8 @@ class SlackNotifier:
         *,
         locale: str = "en_US",
         timeout: float = 5.0,
+        policy: RetryPolicy = SLACK_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._webhook_url = webhook_url  # a credential: never logged
         self.min_amount = min_amount
@@ -54,6 +61,8 @@ class SlackNotifier:
         self._session = session if session is not None else requests.Session()
         self.locale = locale
         self.timeout = timeout
+        self._policy = policy
+        self._sleep = sleep
 
     def qualifying(self, drafts: Sequence[DraftAlert]) -> list[DraftAlert]:
         """The drafts worth an alert, latest stage and largest balance first."""
@@ -98,13 +107,24 @@ class SlackNotifier:
         items = self.qualifying(drafts)
         if not items:
             return False
+        payload = self.message(items)
+
+        def attempt() -> requests.Response:
+            try:
+                response = self._session.post(self._webhook_url, json=payload, timeout=self.timeout)
+            except requests.ConnectionError as exc:  # not a ReadTimeout: Slack may have posted
+                raise Transient(type(exc).__name__) from None
+            if response.status_code == 429 or response.status_code >= 500:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                raise Transient(f"Slack answered {response.status_code}", retry_after=wait)
+            return response
+
         try:
-            response = self._session.post(
-                self._webhook_url, json=self.message(items), timeout=self.timeout
-            )
-        except requests.RequestException as exc:
+            response = self._policy.run(attempt, sleep=self._sleep)
+        except (Transient, requests.RequestException) as exc:
             # Only the type: requests' messages quote the URL, and the URL is the secret.
-            logger.warning("slack alert failed", extra={"error": type(exc).__name__})
+            error = str(exc) if isinstance(exc, Transient) else type(exc).__name__
+            logger.warning("slack alert failed", extra={"error": error})
             return False
         except Exception:  # an alert is never worth failing the run that drafted the invoices
             logger.exception("slack alert could not be sent")

@@ -10,17 +10,23 @@ twice, and the invoice id rides along in the PaymentIntent's metadata for reconc
 One link per (scope, invoice, currency, balance), kept in the ``payment_links`` table: a later
 stage reuses it; a partial payment changes the balance and so makes a new one. Stripe errors
 never leave this module: they come back as text for the row's status.
+
+Retries are the shared policy's (``http_retry``), not the library's own (its
+``max_network_retries`` is 0): the idempotency key makes a repeated create return the same link.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
 
 import stripe
 
+from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.adapters.runs_sql import PaymentLink
 from service.domain.invoice import Invoice
 from service.ports import Clock, PaymentLinkResult, utc_now
@@ -38,6 +44,8 @@ THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 # …and as hundredths for ISK, which card networks take in whole krónur only since 2023.
 WHOLE_UNITS_ONLY = frozenset({"ISK"})
 ERROR_MAX_CHARS = 300
+# A link is made while a reminder is drafted: worth a few seconds, not a minute.
+STRIPE_RETRY = RetryPolicy(max_attempts=3, max_total_s=10.0, base_delay_s=0.5, max_delay_s=5.0)
 
 
 class AmountNotChargeable(ValueError):
@@ -97,17 +105,18 @@ class StripePaymentLinks:
         store: PaymentLinkStore,
         *,
         api_base: str | None = None,
-        max_network_retries: int = 2,
+        policy: RetryPolicy = STRIPE_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
         clock: Clock = utc_now,
     ) -> None:
-        # The client retries connection errors, 409s and 5xx itself (with our idempotency key,
-        # so a retried create cannot make a second link).
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else {},
-            max_network_retries=max_network_retries,
+            max_network_retries=0,  # the policy retries, with the same idempotency key
         )
         self._store = store
+        self._policy = policy
+        self._sleep = sleep
         self._clock = clock
 
     def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
@@ -123,7 +132,7 @@ class StripePaymentLinks:
         if stored is not None:
             return PaymentLinkResult(url=stored.url)
         try:
-            created = self._create(scope, invoice, currency, amount_minor)
+            created = self._create_with_retries(scope, invoice, currency, amount_minor)
         except stripe.StripeError as exc:
             message = exc.user_message or type(exc).__name__
             log.warning(
@@ -141,6 +150,22 @@ class StripePaymentLinks:
         # First writer wins: two workers that raced both use the link that was stored first.
         saved = self._store.save_payment_link(created)
         return PaymentLinkResult(url=saved.url)
+
+    def _create_with_retries(
+        self, scope: str, invoice: Invoice, currency: str, amount_minor: int
+    ) -> PaymentLink:
+        def attempt() -> PaymentLink:
+            try:
+                return self._create(scope, invoice, currency, amount_minor)
+            except stripe.StripeError as exc:
+                if _retryable(exc):
+                    raise _StripeTransient(exc) from exc
+                raise
+
+        try:
+            return self._policy.run(attempt, sleep=self._sleep)
+        except _StripeTransient as gave_up:
+            raise gave_up.error from None
 
     def _create(
         self, scope: str, invoice: Invoice, currency: str, amount_minor: int
@@ -176,3 +201,24 @@ class StripePaymentLinks:
             provider_id=link.id,
             created_at=self._clock(),
         )
+
+
+class _StripeTransient(Transient):
+    """A Stripe error worth another attempt; ``error`` is reported if the policy gives up."""
+
+    def __init__(self, error: stripe.StripeError) -> None:
+        headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+        retry_after = retry_after_seconds(headers.get("retry-after"))
+        super().__init__(f"Stripe: {type(error).__name__}", retry_after=retry_after)
+        self.error = error
+
+
+def _retryable(error: stripe.StripeError) -> bool:
+    """Stripe's own rule (its Stripe-Should-Retry advice first, then 409 and 5xx), plus 429."""
+    if isinstance(error, stripe.APIConnectionError):
+        return bool(error.should_retry)
+    advice = {k.lower(): v for k, v in (error.headers or {}).items()}.get("stripe-should-retry")
+    if advice in ("true", "false"):
+        return advice == "true"
+    status = error.http_status or 0
+    return status in (409, 429) or status >= 500

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, request
-from flask_smorest import Api
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.api import routes_drafts, routes_health, routes_plan, routes_templates
+from service.api import routes_drafts, routes_health, routes_plan, routes_runs, routes_templates
 from service.api.auth import Authenticator
-from service.api.errors import register_error_handlers
-from service.api.jsonio import OrjsonProvider
-from service.api.ratelimit import RateLimiter
-from service.api.routes_runs import blp as runs_blp
+from service.api.errors import Api, ApiError
 from service.api.schemas import ErrorResponseSchema
 from service.bootstrap import Services, build_services
 from service.config import Settings, load_settings
@@ -20,17 +19,12 @@ from service.logging_setup import configure_logging
 
 log = logging.getLogger(__name__)
 
+_BLUEPRINTS = (routes_plan, routes_drafts, routes_runs, routes_templates)
 
-class _Api(Api):  # type: ignore[misc]
-    """flask-smorest's Api with our single error shape instead of its own."""
 
-    # Documents every error response (the default one, the 422 of @blp.arguments) in the
-    # shape errors.py sends; flask-smorest would otherwise describe its own, unused, shape.
+class _Api(Api):
+    # Documents every error response in the shape the handler sends.
     ERROR_SCHEMA = ErrorResponseSchema
-
-    def _register_error_handlers(self) -> None:
-        # register_error_handlers() below owns every HTTPException.
-        pass
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -42,14 +36,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # ever reach a log line.
     configure_logging(
         settings.log_level,
-        secrets=[
-            *settings.api_keys,
-            *(v for v in (settings.stripe_api_key, settings.slack_webhook_url) if v),
-        ],
+        secrets=[*settings.api_keys, *settings.secrets],
     )
 
     app = Flask(__name__)
-    app.json = OrjsonProvider(app)
+    if settings.proxy_hops:
+        # Behind N proxies the client's address is in X-Forwarded-For: rate limits must key
+        # on it, or one bad caller would lock out everyone behind the proxy.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         API_TITLE="invoice-collector",
@@ -80,25 +76,64 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         "googleAccessToken",
         {"type": "apiKey", "in": "header", "name": "X-Google-Access-Token"},
     )
-    register_error_handlers(app)
-
+    _authenticate_v1(app, settings)
     api.register_blueprint(routes_health.blp)
-    api.register_blueprint(routes_plan.blp)
-    api.register_blueprint(routes_templates.blp)
-    api.register_blueprint(routes_drafts.blp)
-    api.register_blueprint(runs_blp)
-
-    authenticator = Authenticator.from_settings(settings)
-    limiter = RateLimiter(settings.rate_limit_per_minute)
-
-    @app.before_request
-    def _authenticate() -> None:
-        if request.path.startswith("/v1/"):
-            g.identity = authenticator.identify(request)
-            limiter.check(g.identity)  # per key or Google identity, after it is proven
+    for module in _BLUEPRINTS:
+        api.register_blueprint(module.blp)
 
     if not settings.api_keys and not settings.google_client_id:
         log.warning("API_KEYS is empty: every /v1 request will be refused with 401")
     for stage, error in services.templates.errors.items():
         log.error("template for stage %s is broken: %s", stage, error)
     return app
+
+
+def _authenticate_v1(app: Flask, settings: Settings) -> None:
+    """Every /v1 request proves who it is; each caller, and each address failing to, is
+    rate-limited.
+
+    Order matters: the caller is identified first (its failure kept, not raised), then
+    Flask-Limiter counts the request against the caller and, for a failed proof, against the
+    client address; only then is the failure answered (401), so that guessing keys ends in 429.
+    """
+    authenticator = Authenticator.from_settings(settings)
+
+    @app.before_request
+    def _identify() -> None:
+        g.identity, g.auth_error = None, None
+        if request.path.startswith("/v1/"):
+            try:
+                g.identity = authenticator.identify(request)
+            except ApiError as exc:
+                g.auth_error = exc
+
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri="memory://",
+        headers_enabled=True,
+        # The limits guard this process; a proxy in front is the place for a cluster-wide one.
+        strategy="moving-window",
+    )
+    per_caller = settings.rate_limit_per_minute
+    # Shared limits: one count across every /v1 route, not one per route.
+    failures = limiter.shared_limit(
+        f"{settings.auth_failures_per_minute}/minute",
+        scope="failed_authentication",
+        key_func=get_remote_address,
+        deduct_when=lambda response: response.status_code == 401,
+    )
+    calls = limiter.shared_limit(
+        f"{max(per_caller, 1)}/minute",
+        scope="caller",
+        key_func=lambda: g.identity or get_remote_address(),
+        exempt_when=lambda: per_caller == 0 or g.auth_error is not None,
+    )
+    for module in _BLUEPRINTS:
+        failures(module.blp)
+        calls(module.blp)
+
+    @app.before_request
+    def _refuse_unproven() -> None:
+        if g.get("auth_error") is not None:
+            raise g.auth_error

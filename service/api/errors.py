@@ -1,16 +1,18 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
+
+flask-smorest's own handler receives every HTTPException (``abort``, a refused body, a 404,
+a 429, an unexpected error turned into a 500); ``Api.handle_http_exception`` below only
+writes its payload in that shape.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+import flask_smorest
+from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
-
-# HTTP status -> our stable error code
+# HTTP status -> our stable error code, when the raiser names none.
 _CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -27,8 +29,8 @@ _CODES = {
 }
 
 
-class ApiError(Exception):
-    """A request-level failure raised by a view; rendered by the one handler."""
+class ApiError(HTTPException):
+    """A request-level failure raised by a view, with our own error code."""
 
     def __init__(
         self,
@@ -40,59 +42,39 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code or _CODES.get(status, "error")
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
+        self.code = status
+        self.data = {"message": message, "error_code": code, "errors": details}
+        if headers:
+            self.data["headers"] = headers
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+        return self.code or 500
 
 
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Build the error JSON response."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    response = jsonify({"error": body})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
+    """flask-smorest's Api, writing errors in DESIGN §8's shape."""
 
-
-def http_exception_response(exc: HTTPException) -> Response:
-    """Turn a werkzeug/flask-smorest HTTPException into our shape."""
-    status = exc.code or 500
-    details = None
-    data = getattr(exc, "data", None)  # flask-smorest puts marshmallow messages here
-    if isinstance(data, dict):
-        details = data.get("messages") or data.get("errors")
-    message = exc.description or exc.name
-    if status == 422 and details:
-        message = "The request body is not valid; see details."
-    elif status == 400 and details == {"json": ["Invalid JSON body."]}:
-        message = "The request body is not valid JSON."
-    headers = dict(getattr(exc, "headers", None) or {})
-    return error_response(status, _CODES.get(status, "error"), str(message), details, headers)
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Every error leaves as JSON — never an HTML page, never a traceback."""
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        return http_exception_response(exc)
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
-        return http_exception_response(InternalServerError("Something went wrong on our side."))
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, Any]:
+        """The error as {"error": {"code", "message", "details"}}, with its headers."""
+        status = error.code or 500
+        data: dict[str, Any] = getattr(error, "data", None) or {}
+        details = data.get("errors") or data.get("messages")
+        message = data.get("message") or error.description or error.name
+        if status == 422 and details and "message" not in data:
+            message = "The request body is not valid; see details."
+        elif details == {"json": ["Invalid JSON body."]}:
+            message = "The request body is not valid JSON."
+        if status == 500:
+            message = "Something went wrong on our side."  # never a traceback or its text
+        body: dict[str, Any] = {
+            "code": data.get("error_code") or _CODES.get(status, "error"),
+            "message": str(message),
+        }
+        if details is not None:
+            body["details"] = details
+        headers = dict(data.get("headers") or {})
+        if error.response is None:  # e.g. Flask-Limiter's 429 sets Retry-After itself
+            headers.update((k, v) for k, v in error.get_headers() if k.lower() != "content-type")
+        return {"error": body}, status, headers

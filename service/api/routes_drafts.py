@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import g, request
 from flask.views import MethodView
 
-from service.api.app_context import services
+from service.api import services
+from service.api.blueprint import Blueprint
 from service.api.errors import ApiError
-from service.api.jsonio import Blueprint, json_response
-from service.api.routes_plan import plan_request, planned_envelope
+from service.api.routes_plan import envelope, resolve
 from service.api.schemas import DraftsRequestSchema, ErrorResponseSchema, PlanResponseSchema
-from service.generate import generate_drafts
 from service.ports import AuthorizationError
-from service.results import outcome_row_dict, planned_row_dict
+from service.usecases.drafts import generate_drafts
+from service.usecases.plan import plan
+from service.usecases.report import outcome_row_dict, planned_row_dict
 
 blp = Blueprint("drafts", __name__, url_prefix="/v1", description="Create drafts")
 
@@ -40,15 +41,28 @@ class Drafts(MethodView):
         security=[{"bearerAuth": [], "googleAccessToken": []}],
         parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}}],
     )
-    def post(self, args: dict[str, Any]) -> Response:
-        """Create a Gmail (or Maildir) draft for every due invoice, at most once per stage."""
-        svc = services(current_app)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Create a Gmail (or Maildir) draft for every due invoice, at most once per stage.
+
+        A call stops starting drafts after DRAFTS_TIME_BUDGET_SECONDS; `remaining` counts the
+        rows it left, to be sent again.
+        """
+        svc = services()
         locale = svc.settings.locale
         request_key = _request_key()
-        ctx, planned = plan_request(args, svc)
-        if args["dry_run"]:
+        ctx = resolve(args, svc)
+        dry_run = args["dry_run"]
+        # A dry run previews each email; a real one renders it as it drafts it.
+        planned = plan(
+            args["invoices"],
+            today=ctx.today,
+            settings=svc.plan_settings,
+            templates=svc.templates,
+            render=dry_run,
+        )
+        if dry_run:
             rows = [planned_row_dict(p, locale=locale) for p in planned]
-            return json_response({**planned_envelope(ctx, planned, rows, locale), "dry_run": True})
+            return {**envelope(ctx, planned, rows, locale), "dry_run": True, "remaining": 0}
         try:
             sink = svc.sink_for(request.headers.get("X-Google-Access-Token") or None)
         except AuthorizationError as exc:
@@ -67,8 +81,6 @@ class Drafts(MethodView):
             payment_links=svc.payment_links,
         )
         rows = [outcome_row_dict(o, locale=locale) for o in result.outcomes]
-        body = planned_envelope(ctx, planned, rows, locale)
+        body = envelope(ctx, planned, rows, locale)
         body["summary"]["drafted"] = result.drafted
-        body["dry_run"] = False
-        body["stopped"] = result.stopped
-        return json_response(body)
+        return {**body, "dry_run": False, "stopped": result.stopped, "remaining": result.remaining}

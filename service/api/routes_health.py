@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from service.api.jsonio import Blueprint
+from service.api.blueprint import Blueprint
 from service.api.schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness")

@@ -6,30 +6,24 @@ ledger database (SqlRuns), so any instance behind the load balancer can answer t
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, url_for
+from flask import url_for
 from flask.views import MethodView
 
-from service.adapters.runs_sql import Run, RunState
-from service.api.app_context import services
+from service.api import services
+from service.api.blueprint import Blueprint
 from service.api.errors import ApiError
-from service.api.jsonio import Blueprint, json_response
 from service.api.schemas import ErrorResponseSchema
 from service.api.schemas_runs import RunAcceptedSchema, RunRequestSchema, RunSchema
 from service.bootstrap import Services
 from service.config import ConfigError
-from service.ports import AuthorizationError, DraftSink, InvoiceSource
-from service.runs import RunStatus, run_sheet
+from service.ports import AuthorizationError, DraftSink, InvoiceSource, Run
+from service.usecases.run import Progress, RunReport, RunStatus, record_run, run_sheet
 
 blp = Blueprint("runs", __name__, url_prefix="/v1", description="Headless runs")
-log = logging.getLogger(__name__)
-
-# Progress is written to the database at most this often (and at the end), not per draft.
-PROGRESS_EVERY_S = 0.5
 
 
 def _scope(source: InvoiceSource) -> str:
@@ -43,9 +37,9 @@ def run_body(run: Run) -> dict[str, Any]:
         "id": run.id,
         "scope": run.scope,
         "state": run.state.value,
-        "created_at": run.created_at.isoformat(),
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
         "progress": {"done": run.done, "total": run.total},
         "summary": dict(run.summary),
         "results": list(run.results),
@@ -53,27 +47,11 @@ def run_body(run: Run) -> dict[str, Any]:
     }
 
 
-def execute(
-    svc: Services,
-    run_id: str,
-    source: InvoiceSource,
-    sink: DraftSink | None,
-    args: dict[str, Any],
-) -> None:
-    """Carry out one accepted run and record its outcome; never raises."""
-    runs = svc.runs
-    last = 0.0
-
-    def progress(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if done == 0 or done == total or now - last >= PROGRESS_EVERY_S:
-            last = now
-            runs.update_run(run_id, now=svc.clock(), done=done, total=total)
-
-    try:
-        runs.update_run(run_id, now=svc.clock(), state=RunState.RUNNING)
-        report = run_sheet(
+def _execute(
+    svc: Services, source: InvoiceSource, sink: DraftSink | None, args: dict[str, Any]
+) -> Callable[[Progress], RunReport]:
+    def execute(progress: Progress) -> RunReport:
+        return run_sheet(
             source,
             ledger=svc.ledger,
             sink=(lambda: sink) if sink is not None else (lambda: svc.sink_for(None)),
@@ -88,30 +66,8 @@ def execute(
             on_created=svc.after_draft,
             payment_links=svc.payment_links,
         )
-        summary = {
-            **report.summary,
-            "today": report.today.isoformat() if report.today else None,
-            "dry_run": report.dry_run,
-            "alerted": report.alerted,
-            "stopped": report.stopped,
-            "write_error": report.write_error,
-        }
-        runs.update_run(
-            run_id,
-            now=svc.clock(),
-            state=RunState.DONE,
-            summary=summary,
-            results=report.rows,
-            error=report.write_error,
-        )
-    except Exception as exc:
-        log.exception("run failed", extra={"run_id": run_id, "error_type": type(exc).__name__})
-        try:
-            runs.update_run(
-                run_id, now=svc.clock(), state=RunState.FAILED, error=f"{type(exc).__name__}: {exc}"
-            )
-        except Exception:
-            log.exception("could not record the failed run", extra={"run_id": run_id})
+
+    return execute
 
 
 @blp.route("/runs")
@@ -122,9 +78,9 @@ class Runs(MethodView):
     @blp.alt_response(409, schema=ErrorResponseSchema)
     @blp.alt_response(422, schema=ErrorResponseSchema)
     @blp.alt_response(503, schema=ErrorResponseSchema)
-    def post(self, args: dict[str, Any]) -> Response:
+    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Start a run over the configured sheet (Google Sheet or INVOICES_FILE); 202 + id."""
-        svc = services(current_app)
+        svc = services()
         settings = svc.settings
         args = {
             "today": args.get("today"),
@@ -150,16 +106,16 @@ class Runs(MethodView):
             raise ApiError(503, str(exc), code="not_configured") from None
         run = svc.runs.create_run(_scope(source), now=svc.clock())
         thread = threading.Thread(
-            target=execute, args=(svc, run.id, source, sink, args), name=f"run-{run.id}"
+            target=record_run,
+            args=(svc.runs, run.id, _execute(svc, source, sink, args)),
+            kwargs={"clock": svc.clock},
+            name=f"run-{run.id}",
         )
         thread.daemon = True  # a shutting-down worker must not hang on a run
         thread.start()
         status_url = url_for("runs.RunById", run_id=run.id)
-        response = json_response(
-            {"id": run.id, "state": run.state.value, "status_url": status_url}, status=202
-        )
-        response.headers["Location"] = status_url
-        return response
+        body = {"id": run.id, "state": run.state.value, "status_url": status_url}
+        return body, 202, {"Location": status_url}
 
 
 @blp.route("/runs/<run_id>")
@@ -167,9 +123,9 @@ class RunById(MethodView):
     @blp.response(200, RunSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
     @blp.alt_response(404, schema=ErrorResponseSchema)
-    def get(self, run_id: str) -> Response:
+    def get(self, run_id: str) -> dict[str, Any]:
         """A run's state, progress, summary and per-row results (never email bodies)."""
-        run = services(current_app).runs.get_run(run_id)
+        run = services().runs.get_run(run_id)
         if run is None:
             raise ApiError(404, f"No run {run_id!r}.", code="run_not_found")
-        return json_response(run_body(run))
+        return run_body(run)

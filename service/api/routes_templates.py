@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
-from service.api.app_context import services
-from service.api.jsonio import Blueprint
+from service.api import services
+from service.api.blueprint import Blueprint
 from service.api.schemas import ErrorResponseSchema, TemplatesResponseSchema
 from service.rendering import MERGE_FIELDS
 
@@ -21,7 +20,7 @@ class Templates(MethodView):
     @blp.alt_response(401, schema=ErrorResponseSchema)
     def get(self) -> dict[str, Any]:
         """Every stage, its template and any load error."""
-        templates = services(current_app).templates
+        templates = services().templates
         items = []
         for stage, t in sorted(templates.templates.items()):
             first = t.source.partition("\n")[0]

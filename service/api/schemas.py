@@ -1,18 +1,17 @@
-"""The single description of every payload: validates requests, documents responses.
-
-Response rows are built as plain dicts by service/results.py for speed; tests check them
-against these schemas, and the OpenAPI document is generated from them.
-"""
+"""The single description of every payload: validates requests, serialises responses and
+generates the OpenAPI document."""
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from service.api.sheet_rows import LISTED_PROBLEMS, SheetRows, row_problems
+# Google Sheets holds at most 10 million cells, so no sheet has a row beyond this.
+MAX_SHEET_ROW = 10_000_000
+# How many bad rows a 422 lists.
+LISTED_PROBLEMS = 20
 
 
 class ErrorBodySchema(Schema):
@@ -29,31 +28,41 @@ class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
+def _row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return "Each row must be an object."
+    number = row.get("row")
+    if number is None or (type(number) is int and 1 <= number <= MAX_SHEET_ROW):
+        return None
+    # The results are written back to this row: a row number that is not one would put a
+    # reminder's status beside another client's invoice, or nowhere.
+    return f"`row` must be a sheet row number from 1 to {MAX_SHEET_ROW:,}."
+
+
 class InvoiceRows(fields.List):  # type: ignore[type-arg]
-    """A list of row objects, each with an optional sheet row number `row`. Checked in one pass:
-    cells are free-form and the domain parser reports per-row, per-field errors, so marshmallow
-    need not visit every cell of 100k rows."""
+    """A list of row objects, each with an optional sheet row number `row`.
+
+    Cells are free-form: the domain parser reports per-row, per-field errors, so a bad cell
+    costs its row, not the request.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(fields.Dict(keys=fields.String(), values=fields.Raw()), **kwargs)
 
-    # A large sheet read in parts (service/api/plan_report.py) stays so: SheetRows.
     def _deserialize(  # type: ignore[override]
         self, value: object, attr: Any, data: Any, **kwargs: Any
-    ) -> list[Any] | SheetRows:
-        if isinstance(value, SheetRows):  # the parts' rows were checked where they were read
-            _check({**row_problems(value.head), **value.problems})
-            return value
-        if isinstance(value, list):
-            _check(row_problems(value))
-            return value
-        raise ValidationError("Not a valid list of rows.")
-
-
-def _check(problems: dict[int, str]) -> None:
-    if problems:
-        listed = islice(problems.items(), LISTED_PROBLEMS)
-        raise ValidationError({i: [p] for i, p in listed})
+    ) -> list[Any]:
+        if not isinstance(value, list):
+            raise ValidationError("Not a valid list of rows.")
+        problems: dict[int, list[str]] = {}
+        for i, row in enumerate(value):
+            if (problem := _row_problem(row)) is not None:
+                problems[i] = [problem]
+                if len(problems) == LISTED_PROBLEMS:
+                    break
+        if problems:
+            raise ValidationError(problems)
+        return value
 
 
 class PlanRequestSchema(Schema):
@@ -165,6 +174,12 @@ class PlanResponseSchema(Schema):
     rows = fields.List(fields.Nested(RowResultSchema), required=True)
     dry_run = fields.Boolean()
     stopped = fields.String(allow_none=True)
+    remaining = fields.Integer(
+        metadata={
+            "description": "Rows due a draft that this call left for the next one (its time "
+            "budget ran out; they have reason `time_budget`): send the same rows again."
+        }
+    )
 
 
 class TemplateSchema(Schema):

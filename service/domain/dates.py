@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 
+from babel import dates as babel_dates
+
+from service.domain.money import babel_locale
+
 # Google Sheets (like Lotus 1-2-3 and Excel's 1900 system without its leap-year bug) counts days
 # from 1899-12-30; a fractional part is the time of day, which a due date ignores.
 SHEETS_EPOCH = dt.date(1899, 12, 30)
@@ -75,6 +79,11 @@ def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
         pass
     expected = f"{date_format!r} or YYYY-MM-DD" if date_format else "YYYY-MM-DD"
     raise DateParseError(f"{text!r} is not a date (expected {expected} or a date cell)")
+
+
+def format_date(day: dt.date, locale: str) -> str:
+    """``Jan 15, 2025`` (en_US) or ``15.01.2025`` (de_DE): Babel's medium date for the locale."""
+    return babel_dates.format_date(day, format="medium", locale=babel_locale(locale))
 
 
 def today_in(timezone: str, now: dt.datetime) -> dt.date:

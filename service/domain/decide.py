@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import NamedTuple
 
 from service.domain.invoice import Invoice, RowError
@@ -49,6 +48,7 @@ class Reason(StrEnum):
     DRAFTED = "drafted"
     DRAFT_FAILED = "draft_failed"
     GMAIL_UNAUTHORIZED = "gmail_unauthorized"
+    TIME_BUDGET = "time_budget"  # left for the next call: this one ran out of time
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ class Decision(NamedTuple):
     stage: int | None = None
 
 
-@lru_cache(maxsize=1024)
 def _status_key(status: str) -> str:
     return " ".join(status.lower().replace("-", " ").replace("_", " ").split())
 
@@ -119,34 +118,7 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
     return Decision(Action.DRAFT, Reason.DUE, days, stage)
 
 
-def decider(today: dt.date, policy: Policy) -> Callable[[Invoice], Decision]:
-    """decide() for one day and policy, remembered for each distinct set of what it reads.
-
-    A sheet has far fewer distinct (status, due date, reminder state) combinations than rows.
-    """
-    memo: dict[tuple[object, ...], Decision] = {}
-
-    def decide_one(invoice: Invoice) -> Decision:
-        key = (
-            invoice.status,
-            invoice.balance > 0,  # the only thing decide() asks of the balance
-            invoice.due_date,
-            invoice.last_stage_sent,
-            invoice.last_sent_at,
-        )
-        decision = memo.get(key)
-        if decision is None:
-            decision = memo[key] = decide(invoice, today, policy)
-        return decision
-
-    return decide_one
-
-
 def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:
     """Invoice ids that appear on more than one row (each copy is an error)."""
-    return repeated_ids(r.invoice_id for r in rows)
-
-
-def repeated_ids(ids: Iterable[str]) -> set[str]:
-    """The non-empty ids that occur more than once."""
-    return {invoice_id for invoice_id, n in Counter(ids).items() if n > 1 and invoice_id}
+    counts = Counter(r.invoice_id for r in rows)
+    return {invoice_id for invoice_id, n in counts.items() if n > 1 and invoice_id}

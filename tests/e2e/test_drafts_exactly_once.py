@@ -79,9 +79,7 @@ def database_urls() -> list[Any]:
         pytest.param(
             pg,
             id="postgresql",
-            marks=pytest.mark.skipif(
-                not pg, reason="PostgreSQL NOT TESTED: set TEST_DATABASE_URL (.ci/run sets it)"
-            ),
+            marks=pytest.mark.postgres,
         ),
     ]
 

@@ -24,9 +24,9 @@ import pytest
 from service.adapters.csvfile import CsvFileSource
 from service.bootstrap import build_services
 from service.config import settings_from_env
-from service.generate import DraftOutcome
-from service.runs import run_sheet
-from tests.conftest import SHARED_DATA
+from service.usecases.drafts import DraftOutcome
+from service.usecases.run import run_sheet
+from tests.conftest import SHARED_DATA, require_shared_data
 from tests.fakes import FakeSink
 
 IBM_CSV = SHARED_DATA / "ibm_ar_late_payment_histories.csv"
@@ -58,8 +58,7 @@ class IbmInvoice:
 
 def ibm_invoices() -> list[IbmInvoice]:
     """The data set, or a skip (with the path) where the shared data is not present."""
-    if not IBM_CSV.exists():
-        pytest.skip(f"SKIPPED: the shared data file {IBM_CSV} is not on this machine")
+    require_shared_data(IBM_CSV)
     with IBM_CSV.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     out = []

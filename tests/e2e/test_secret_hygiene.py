@@ -15,7 +15,6 @@ import json
 import shutil
 import sqlite3
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,13 +75,6 @@ def gmail() -> Iterator[tuple[GmailEmulator, str]]:
     tokens = {SIDEBAR_TOKEN: OWNER, SERVER_ACCESS: OWNER}
     with running_gmail_emulator(tokens=tokens) as served:
         yield served
-
-
-def runs_available() -> bool:
-    """Whether the headless-run API exists yet (another issue delivers it)."""
-    return (PROJECT_ROOT / "service" / "runs.py").exists() and (
-        PROJECT_ROOT / "service" / "api" / "routes_runs.py"
-    ).exists()
 
 
 def table_rows(db: Path) -> list[tuple[str, str]]:
@@ -192,33 +184,24 @@ def test_no_secret_or_email_body_is_left_in_logs_tables_or_files(
         assert revoked.status_code in (200, 401), revoked.text  # 401 or per-row errors
         assert WRONG_GMAIL_TOKEN not in revoked.text
 
-        if runs_available():
-            started = requests.post(
-                f"{base}/v1/runs",
-                json={"today": TODAY, "dry_run": False, "force": True},
-                headers=auth,
-                timeout=30,
-            )
-            assert started.status_code == 202, started.text
-            run_url = f"{base}/v1/runs/{started.json()['id']}"
-            deadline = time.monotonic() + 60
-            while True:
-                run = requests.get(run_url, headers=auth, timeout=30).json()
-                if run["state"] in ("done", "failed") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert run["state"] == "done", run
-            assert run["summary"].get("drafted", 0) > 0, run["summary"]
-            run_bodies = [d.message().get_body(("plain",)) for d in emulator.drafts]
-            bodies += [str(b.get_content()) for b in run_bodies if b is not None]
-        else:
-            warnings.warn(
-                "SKIPPED the headless-run part of the secret-hygiene test: service/runs.py "
-                "or service/api/routes_runs.py does not exist yet",
-                stacklevel=1,
-            )
-            print("\n*** SKIPPED headless run part: service/runs.py not present ***\n")
-
+        started = requests.post(
+            f"{base}/v1/runs",
+            json={"today": TODAY, "dry_run": False, "force": True},
+            headers=auth,
+            timeout=30,
+        )
+        assert started.status_code == 202, started.text
+        run_url = f"{base}/v1/runs/{started.json()['id']}"
+        deadline = time.monotonic() + 60
+        while True:
+            run = requests.get(run_url, headers=auth, timeout=30).json()
+            if run["state"] in ("done", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert run["state"] == "done", run
+        assert run["summary"].get("drafted", 0) > 0, run["summary"]
+        run_bodies = [d.message().get_body(("plain",)) for d in emulator.drafts]
+        bodies += [str(b.get_content()) for b in run_bodies if b is not None]
     logs = log.read_text(encoding="utf-8", errors="replace")
     assert "POST /v1/drafts" in logs  # the access log was captured
     assert "DEBUG" in logs  # and the service's own debug lines

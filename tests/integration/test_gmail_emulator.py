@@ -444,7 +444,7 @@ def test_every_call_in_a_batch_counts_against_quota() -> None:
 
 
 def test_new_batch_http_request_ignores_api_endpoint(gmail: Gmail) -> None:
-    # Why the sink builds BatchHttpRequest(batch_uri=...) itself.
+    # Why a batch client must build BatchHttpRequest(batch_uri=...) itself (DESIGN §7).
     _, _, service = gmail
     assert service.new_batch_http_request()._batch_uri == "https://gmail.googleapis.com/batch"
 

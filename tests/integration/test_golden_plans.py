@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
 from service.api.app import create_app
@@ -86,5 +85,3 @@ def test_the_ibm_histories_plan_as_before(tmp_path: Path) -> None:
         digest.update(json.dumps(data, sort_keys=True, ensure_ascii=False).encode())
     expected = (GOLDEN / "ibm-plans.sha256").read_text().split()[0]
     assert digest.hexdigest() == expected
-
-

@@ -5,11 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 
-import pytest
-
 from service.domain.decide import Action, Policy, decide
 from service.domain.invoice import Invoice, ParseOptions, parse_row
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, require_shared_data
 
 IBM_CSV = SHARED_DATA / "ibm_ar_late_payment_histories.csv"
 
@@ -27,8 +25,7 @@ IBM_OPTIONS = ParseOptions(
 
 
 def ibm_rows() -> list[dict[str, str]]:
-    if not IBM_CSV.exists():
-        pytest.skip(f"SKIPPED: the shared data file {IBM_CSV} is not on this machine")
+    require_shared_data(IBM_CSV)
     with IBM_CSV.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:

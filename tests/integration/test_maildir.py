@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from service.adapters.maildir import MaildirSink, draft_file_name
-from service.drafting import build_draft
 from service.ports import DraftKey, OutgoingDraft, SinkError, ThreadRef
+from service.usecases.message import build_draft
 
 pytestmark = pytest.mark.timeout(20)  # a hang (lock, deadlock) fails fast, not at 300 s
 

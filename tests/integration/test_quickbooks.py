@@ -15,8 +15,8 @@ import pytest
 import requests
 import responses
 
+from service.adapters.http_retry import RetryPolicy
 from service.adapters.intuit_auth import (
-    Backoff,
     IntuitTokens,
     QuickBooksAuthorizationError,
     QuickBooksError,
@@ -28,10 +28,10 @@ from service.adapters.quickbooks import QuickBooksSource
 from service.config import PROJECT_ROOT
 from service.domain.decide import DEFAULT_STAGES, Policy, Reason
 from service.domain.invoice import ParseOptions
-from service.generate import DraftSettings, generate_drafts
-from service.planning import PlannedRow, PlanSettings, plan
 from service.ports import CreatedDraft, DraftKey
 from service.rendering import RenderSettings, TemplateSet
+from service.usecases.drafts import DraftSettings, generate_drafts
+from service.usecases.plan import PlannedRow, PlanSettings, plan
 from tests.fakes import FakeSink
 
 REALM = "9130350000000001"
@@ -174,7 +174,7 @@ def make_source(
         api_base=API,
         session=session,
         page_size=100,
-        backoff=Backoff(attempts=4, base_delay=0.5, max_delay=30),
+        policy=RetryPolicy(max_attempts=4, base_delay_s=0.5, max_delay_s=30),
         sleep=sleep,
     )
 
@@ -305,10 +305,22 @@ def test_rate_limits_are_retried_honouring_retry_after(
 ) -> None:
     sleeps = Sleeps()
     source = make_source(ledger, tmp_path, sleeps)
-    qbo.scripted = [(429, {"Retry-After": "3"}), (429, {"Retry-After": "600"})]
+    qbo.scripted = [(429, {"Retry-After": "3"}), (429, {"Retry-After": "45"})]
 
     assert len(source.read().rows) == 250
-    assert sleeps == [3.0, 30.0]  # the second wait is capped at max_delay
+    assert sleeps == [3.0, 45.0]  # a floor, even above the 30 s backoff cap
+
+
+def test_a_retry_after_past_the_time_budget_gives_up_at_once(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path
+) -> None:
+    sleeps = Sleeps()
+    qbo.scripted = [(429, {"Retry-After": "600"})]
+
+    with pytest.raises(QuickBooksError) as exc:
+        make_source(ledger, tmp_path, sleeps).read()
+    assert exc.value.code == "rate_limited"
+    assert sleeps == []
 
 
 def test_persistent_rate_limiting_gives_up_after_bounded_attempts(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from service.adapters.http_retry import RetryPolicy
 from service.adapters.sheets import (
-    RetryPolicy,
     SheetRange,
     SheetsAuthorizationError,
     SheetsError,
@@ -334,7 +334,7 @@ def test_rate_limited_read_is_retried_after_a_jittered_pause(
     emulator.add_sheet(BOOK, "Invoices", [HEADER, *invoice_rows(3)])
     emulator.fail_next(429, method="values.get")
 
-    snapshot = make_source(retry=RetryPolicy(attempts=3, base_delay=0.5)).read()
+    snapshot = make_source(retry=RetryPolicy(max_attempts=3, base_delay_s=0.5)).read()
 
     assert len(snapshot.rows) == 3
     assert emulator.count("values.get", status=429) == 1
@@ -362,9 +362,23 @@ def test_retry_after_is_honoured_within_the_bound(
     emulator.add_sheet(BOOK, "Invoices", [HEADER])
     emulator.fail_next(429, retry_after=3)
 
-    make_source(retry=RetryPolicy(attempts=2, max_delay=2)).read()
+    make_source(retry=RetryPolicy(max_attempts=2, max_delay_s=2)).read()
 
-    assert sleeps == [2]
+    assert sleeps == [3]  # longer than any backoff: Google's Retry-After is a floor
+
+
+def test_retry_after_past_the_time_budget_gives_up_at_once(
+    emulator: SheetsEmulator, make_source: Any, sleeps: list[float]
+) -> None:
+    emulator.add_sheet(BOOK, "Invoices", [HEADER])
+    emulator.fail_next(429, retry_after=30)
+
+    with pytest.raises(SheetsError) as caught:
+        make_source(retry=RetryPolicy(max_attempts=5, max_total_s=10)).read()
+
+    assert caught.value.retryable and caught.value.status == 429
+    assert sleeps == []
+    assert emulator.round_trips == 1
 
 
 def test_persistent_rate_limiting_gives_up_after_bounded_attempts(
@@ -374,7 +388,7 @@ def test_persistent_rate_limiting_gives_up_after_bounded_attempts(
     emulator.fail_next(429, times=10)
 
     with pytest.raises(SheetsError) as caught:
-        make_source(retry=RetryPolicy(attempts=3)).read()
+        make_source(retry=RetryPolicy(max_attempts=3)).read()
 
     assert caught.value.retryable
     assert caught.value.status == 429

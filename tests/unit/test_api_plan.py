@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from flask.testing import FlaskClient
 
+from service.api import services
 from service.api.app import create_app
-from service.api.app_context import services
 from service.api.schemas import PlanResponseSchema, RowResultSchema
 from service.bootstrap import build_services
 from service.config import PROJECT_ROOT, Settings
@@ -156,7 +154,8 @@ def test_a_row_number_that_is_no_sheet_row_is_422_and_nothing_is_drafted(
             assert r.status_code == 422, (bad, route, r.get_json())
             details = json.dumps(r.get_json()["error"]["details"])
             assert '"1"' in details and "sheet row number" in details, details
-    maildir = services(client.application).settings.maildir_path  # type: ignore[arg-type]
+    with client.application.app_context():
+        maildir = services().settings.maildir_path
     assert not maildir.exists() or not any(maildir.rglob("*.eml"))
 
 
@@ -198,63 +197,6 @@ def test_too_many_rows_is_413_with_advice(
     app = create_app(services=build_services(make_settings(MAX_ROWS_PER_REQUEST="3")))
     r = app.test_client().post("/v1/plan", json={"invoices": [invoice_row()] * 4}, headers=auth)
     assert r.status_code == 413 and "chunks" in r.get_json()["error"]["message"]
-
-
-def test_a_large_sheet_planned_on_several_processes_answers_as_on_one(
-    make_settings: Callable[..., Settings], auth: dict[str, str]
-) -> None:
-    body = json.loads((PROJECT_ROOT / "examples" / "plan-request.json").read_text())
-    answers = []
-    for processes in ("1", "3"):
-        settings = make_settings(PLAN_PROCESSES=processes, PLAN_SHARE_MIN_ROWS="2")
-        assert settings.plan_sharing.processes == int(processes)
-        svc = build_services(settings)
-        client = create_app(services=svc).test_client()
-        # The second request finds the helper processes the first one started.
-        answers += [client.post("/v1/plan", json=body, headers=auth).get_json() for _ in "12"]
-        if processes == "3" and threading.active_count() == 1:
-            assert len(svc.sheet_planner.helper_pids) == 2
-        svc.sheet_planner.close()
-    assert answers[3] == answers[2] == answers[1] == answers[0]
-    assert PlanResponseSchema().validate(answers[3]) == {}
-
-
-def test_a_large_sheet_is_read_in_parts_and_refused_as_when_read_whole(
-    make_settings: Callable[..., Settings], auth: dict[str, str]
-) -> None:
-    rows = [invoice_row(invoice_id=f"INV-{i}") for i in range(30)]
-    rows[28:] = ["not a row", invoice_row(row=0)]  # both in a helper's part
-    answers = []
-    read_in_parts = []
-    for processes in ("1", "2", "3"):
-        svc = build_services(make_settings(PLAN_PROCESSES=processes, PLAN_SHARE_MIN_ROWS="2"))
-        planner = svc.sheet_planner
-
-        def spy(body: bytes, read: Callable[[bytes], Any] = planner.read) -> Any:
-            read_in_parts.append(read(body))
-            return read_in_parts[-1]
-
-        planner.read = spy  # type: ignore[method-assign]
-        client = create_app(services=svc).test_client()
-        # The second body has its rows before another member: it is read whole.
-        for body in ({"invoices": rows}, {"invoices": rows[:28], "today": "soon"}):
-            r = client.post("/v1/plan", json=body, headers=auth)
-            answers.append((r.status_code, r.get_json()))
-        planner.close()
-    assert answers[0][0] == answers[1][0] == 422
-    assert answers[0][1]["error"]["details"]["json"] == {
-        "invoices": {
-            "28": ["Each row must be an object."],
-            "29": ["`row` must be a sheet row number from 1 to 10,000,000."],
-        }
-    }
-    assert "today" in answers[1][1]["error"]["details"]["json"]
-    assert answers[2:4] == answers[4:6] == answers[0:2]
-    if threading.active_count() == 1:  # helpers were forked: the bodies were read in parts
-        assert [type(d).__name__ for d in read_in_parts] == ["NoneType", "NoneType"] + [
-            "dict",
-            "NoneType",
-        ] * 2
 
 
 def test_unknown_route_and_method_are_json(client: FlaskClient, auth: dict[str, str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from decimal import Decimal
 
 import pytest
@@ -17,7 +16,6 @@ from service.domain.decide import (
     Reason,
     days_overdue,
     decide,
-    decider,
     stage_for,
 )
 from service.domain.invoice import Invoice
@@ -188,32 +186,3 @@ def test_second_plan_the_same_day_after_writeback_drafts_nothing(
     if first.action is Action.DRAFT:
         written = inv(due_date=due, last_stage_sent=first.stage, last_sent_at=today)
         assert decide(written, today, POLICY).action is Action.SKIP
-
-
-@pytest.mark.parametrize("gap", [0, 5])
-def test_the_remembering_decider_decides_as_decide_does(gap: int) -> None:
-    # Every combination of a few values of what decide() reads: each key repeats, and rows that
-    # differ in only one input must still get their own decision.
-    near = [dt.date(2024, 12, 1), dt.date(2025, 1, 1), dt.date(2025, 1, 15), TODAY]
-    batch = [
-        inv(
-            status=status,
-            amount=amount,
-            amount_paid=paid,
-            due_date=due,
-            last_stage_sent=last_stage,
-            last_sent_at=last_sent,
-        )
-        for status, amount, paid, due, last_stage, last_sent in itertools.product(
-            ["Overdue", "paid", ""],
-            [Decimal("100"), Decimal("100.00")],
-            [Decimal("0"), Decimal("40"), Decimal("100")],
-            near,
-            [None, 7, 21],
-            [None, *near],
-        )
-    ]
-    policy = Policy(min_gap_days=gap)
-    decide_one = decider(TODAY, policy)
-    for invoice in batch + batch[::-1]:
-        assert decide_one(invoice) == decide(invoice, TODAY, policy), invoice

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from service.drafting import HeaderInjectionError, build_draft, message_id_for
 from service.ports import DraftKey, OutgoingDraft, ThreadRef
+from service.usecases.message import HeaderInjectionError, build_draft, message_id_for
 
 pytestmark = pytest.mark.timeout(20)  # a hang (lock, deadlock) fails fast, not at 300 s
 

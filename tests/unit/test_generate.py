@@ -10,10 +10,10 @@ import pytest
 from service.config import PROJECT_ROOT
 from service.domain.decide import DEFAULT_STAGES, Policy
 from service.domain.invoice import ParseOptions
-from service.generate import DraftSettings, GenerateResult, generate_drafts
-from service.planning import PlanSettings, plan
 from service.ports import AuthorizationError, DraftKey, EntryState
 from service.rendering import RenderSettings, TemplateSet
+from service.usecases.drafts import DraftSettings, GenerateResult, generate_drafts
+from service.usecases.plan import PlanSettings, plan
 from tests.conftest import invoice_row
 from tests.fakes import FakeLedger, FakeSink, transient
 
@@ -119,7 +119,7 @@ def test_reservation_left_by_a_crash_is_adopted_not_duplicated() -> None:
     claim = ledger.claim(DraftKey("sheet-1", "A", 7), now=clock.now, lease_seconds=60)
     assert claim.outcome.value == "claimed"
     planned = plan(ROWS[:1], today=TODAY, settings=PLAN, templates=TEMPLATES)
-    from service.generate import _build, _Run  # the same message the crashed worker built
+    from service.usecases.drafts import _build, _Run  # the same message the crashed worker built
 
     run_ctx = _Run(
         "sheet-1",

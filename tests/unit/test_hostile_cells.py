@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -15,8 +16,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api.jsonio import with_rows
-from service.api.plan_report import plan_report
+from service.api.schemas import PlanResponseSchema
 from service.bootstrap import Services, build_services
 from service.config import Settings
 from service.domain.invoice import (
@@ -27,6 +27,8 @@ from service.domain.invoice import (
     RowError,
     parse_row,
 )
+from service.usecases.plan import plan
+from service.usecases.report import overdue_totals, planned_row_dict, summarize
 from tests.conftest import invoice_row
 
 COLUMNS = INPUT_FIELDS + OUTPUT_FIELDS
@@ -60,15 +62,16 @@ def test_no_cell_fails_a_plan(
 ) -> None:
     plan_settings = services.plan_settings
     policy = dataclasses.replace(plan_settings.policy, min_gap_days=gap)
-    report = plan_report(
+    planned = plan(
         list(rows),
         today=today,
         settings=dataclasses.replace(plan_settings, policy=policy),
         templates=services.templates,
-        locale="en_US",
     )
-    assert report.summary["total"] == len(rows)
-    with_rows({"summary": report.summary, "totals": report.totals}, report.rows)
+    out = [planned_row_dict(p) for p in planned]
+    assert summarize(out)["total"] == len(rows)
+    body = {"today": today, "timezone": "UTC", "summary": summarize(out), "rows": out}
+    json.dumps(PlanResponseSchema().dump({**body, "totals": overdue_totals(planned, "en_US")}))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import responses
 from service.adapters.slack import SlackNotifier
 from service.bootstrap import build_services
 from service.config import Settings
-from service.runs import RunReport, RunSettings, RunStatus, Window, run_sheet, within_window
+from service.usecases.run import RunReport, RunSettings, RunStatus, Window, run_sheet, within_window
 from tests.conftest import invoice_row
 from tests.fakes import FakeLedger, FakeNotifier, FakeSink, FakeSource, transient
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -74,22 +75,49 @@ def test_client_names_cannot_mention_the_channel() -> None:
 
 
 @pytest.mark.parametrize(
-    "failure",
+    ("failure", "posts"),
     [
-        {"status": 404, "body": "no_service"},
-        {"status": 500, "body": "internal"},
-        {"body": requests.ConnectTimeout("connect timeout to " + HOOK)},
-        {"body": requests.ConnectionError("refused")},
+        ({"status": 404, "body": "no_service"}, 1),
+        ({"status": 500, "body": "internal"}, 2),
+        ({"body": requests.ConnectTimeout("connect timeout to " + HOOK)}, 2),
+        ({"body": requests.ConnectionError("refused " + HOOK)}, 2),
+        ({"body": requests.ReadTimeout("read timeout from " + HOOK)}, 1),  # may have posted
     ],
 )
 @responses.activate
 def test_a_slack_failure_returns_false_and_never_raises(
-    failure: dict[str, object], caplog: pytest.LogCaptureFixture
+    failure: dict[str, object], posts: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     responses.post(HOOK, **failure)  # type: ignore[arg-type]
-    notifier = SlackNotifier(HOOK, min_amount=Decimal(0))
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0), sleep=lambda _: None)
     assert notifier.notify_run([_item("INV-1", 28, "5")]) is False
+    assert len(responses.calls) == posts
     assert "XXXXXXXX" not in caplog.text
+    assert "slack alert" in caplog.text
+
+
+@responses.activate
+def test_a_rate_limited_alert_is_sent_again_after_retry_after() -> None:
+    responses.post(HOOK, status=429, headers={"Retry-After": "1"})
+    responses.post(HOOK, body="ok")
+    sleeps: list[float] = []
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0), sleep=sleeps.append)
+
+    assert notifier.notify_run([_item("INV-1", 28, "5")]) is True
+    assert len(responses.calls) == 2
+    assert sleeps and sleeps[0] >= 1
+
+
+@responses.activate
+def test_a_long_retry_after_is_not_waited_for() -> None:
+    responses.post(HOOK, status=429, headers={"Retry-After": "30"})
+    sleeps: list[float] = []
+    notifier = SlackNotifier(HOOK, min_amount=Decimal(0), sleep=sleeps.append)
+
+    assert notifier.notify_run([_item("INV-1", 28, "5")]) is False
+    assert len(responses.calls) == 1
+    assert sleeps == []
 
 
 def test_a_message_with_many_drafts_stays_within_slack_limits() -> None:

@@ -25,11 +25,11 @@ from service.api.schemas import RowResultSchema
 from service.config import PROJECT_ROOT
 from service.domain.decide import DEFAULT_STAGES, Policy
 from service.domain.invoice import Invoice, ParseOptions
-from service.generate import DraftSettings, GenerateResult, generate_drafts
-from service.planning import PlanSettings, plan
 from service.ports import PaymentLinkResult
 from service.rendering import RenderSettings, TemplateSet
-from service.results import outcome_row_dict
+from service.usecases.drafts import DraftSettings, GenerateResult, generate_drafts
+from service.usecases.plan import PlanSettings, plan
+from service.usecases.report import outcome_row_dict
 from tests.conftest import invoice_row
 from tests.fakes import FakeLedger, FakeSink
 
@@ -83,9 +83,14 @@ def stripe_api() -> Any:
         yield mock
 
 
-def links(store: FakeLinkStore | None = None) -> StripePaymentLinks:
+def links(
+    store: FakeLinkStore | None = None, sleeps: list[float] | None = None
+) -> StripePaymentLinks:
     return StripePaymentLinks(
-        "sk_test_123", store or FakeLinkStore(), api_base=STRIPE, max_network_retries=0
+        "sk_test_123",
+        store or FakeLinkStore(),
+        api_base=STRIPE,
+        sleep=(sleeps if sleeps is not None else []).append,
     )
 
 
@@ -243,6 +248,37 @@ def test_stripe_unreachable_still_drafts() -> None:
 
     assert result.drafted == 1
     assert (result.outcomes[0].payment_link_error or "").startswith("Stripe: ")
+
+
+def test_a_stripe_5xx_is_retried_with_the_same_idempotency_key() -> None:
+    sleeps: list[float] = []
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, LINKS_URL, status=503, json={"error": {"message": "busy"}})
+        ids = count(1)
+        mock.add_callback(responses.POST, LINKS_URL, callback=lambda r: stripe_link_reply(r, ids))
+        result = run([invoice_row()], FakeLedger(), FakeSink(), links(sleeps=sleeps))
+        keys = [c.request.headers["Idempotency-Key"] for c in mock.calls]
+
+    assert result.outcomes[0].payment_link == "https://buy.stripe.com/test_1"
+    assert keys == [idempotency_key(SCOPE, "INV-1", "USD", 125000)] * 2
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(400, {}), (500, {"Stripe-Should-Retry": "false"})],
+)
+def test_a_stripe_refusal_is_not_retried(status: int, headers: dict[str, str]) -> None:
+    sleeps: list[float] = []
+    with responses.RequestsMock() as mock:
+        error = {"error": {"type": "invalid_request_error", "message": "No such thing."}}
+        mock.add(responses.POST, LINKS_URL, status=status, json=error, headers=headers)
+        result = run([invoice_row()], FakeLedger(), FakeSink(), links(sleeps=sleeps))
+        calls = len(mock.calls)
+
+    assert (result.outcomes[0].payment_link_error or "").startswith("Stripe: ")
+    assert calls == 1
+    assert sleeps == []
 
 
 def test_a_failed_link_is_tried_again_on_the_next_stage() -> None:

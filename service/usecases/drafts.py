@@ -11,13 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.domain.decide import Action, Reason
-from service.drafting import HeaderInjectionError, build_draft
-from service.planning import PlannedRow
 from service.ports import (
     AuthorizationError,
     ClaimOutcome,
@@ -34,14 +33,9 @@ from service.ports import (
     ThreadRef,
     WriteBack,
 )
-from service.rendering import (
-    RenderedEmail,
-    RenderSettings,
-    TemplateLoadError,
-    TemplateSet,
-    merge_fields,
-)
-from service.results import reminder_status
+from service.rendering import RenderSettings, TemplateSet
+from service.usecases.message import HeaderInjectionError, build_draft
+from service.usecases.plan import PlannedRow, render_email
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +44,7 @@ log = logging.getLogger(__name__)
 class DraftSettings:
     """What the drafting flow needs from the configuration."""
 
-    sender: str
+    sender: str | None  # None: the mailbox's own address (Gmail fills in From)
     sender_domain: str
     render: RenderSettings = field(default_factory=RenderSettings)
     lease_seconds: float = 120.0
@@ -58,6 +52,15 @@ class DraftSettings:
     # Drafts in flight at once. Each draft is two durable ledger commits and a Gmail round
     # trip; overlapping them lets one mailbox reach its quota's pace (the pacer holds the rate).
     concurrency: int = 1
+    # No new draft is started after this many seconds of one call (None: no limit), so a
+    # sidebar chunk answers before the web worker's timeout; the rest come back as
+    # `time_budget` rows for the next call.
+    time_budget_seconds: float | None = None
+
+
+def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
+    """The text written next to a row once its draft exists."""
+    return f"Drafted stage {stage} reminder ({days} days overdue) on {drafted_on.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class GenerateResult:
         """Rows whose draft was created (or adopted) by this call."""
         return sum(1 for o in self.outcomes if o.reason is Reason.DRAFTED)
 
+    @property
+    def remaining(self) -> int:
+        """Rows due a draft that this call left for the next one (its time budget ran out)."""
+        return sum(1 for o in self.outcomes if o.reason is Reason.TIME_BUDGET)
+
 
 @dataclass
 class _Run:
@@ -133,11 +141,13 @@ def generate_drafts(
     on_progress: Callable[[int, int], None] | None = None,
     on_created: Callable[[DraftOutcome], None] | None = None,
     payment_links: PaymentLinks | None = None,
+    timer: Callable[[], float] = time.monotonic,
 ) -> GenerateResult:
     """Create a draft for every planned `draft` row, at most once per (scope, invoice, stage).
 
-    With ``payment_links``, each draft this call creates carries a link for the open balance;
-    a link that cannot be made leaves the draft without one and says why on its row.
+    Each draft's email is rendered here, once, after its key is claimed. With
+    ``payment_links``, each draft this call creates carries a link for the open balance; a
+    link that cannot be made leaves the draft without one and says why on its row.
     """
     run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key, payment_links)
     outcomes: list[DraftOutcome | None] = [None] * len(planned)
@@ -148,10 +158,14 @@ def generate_drafts(
         else:
             outcomes[i] = DraftOutcome(item, item.decision.action, item.decision.reason)
     stop = threading.Event()
+    budget = settings.time_budget_seconds
+    ends = None if budget is None else timer() + budget
 
     def work(item: PlannedRow) -> DraftOutcome:
         if stop.is_set():  # the mailbox refused us: try nothing more this run
             return DraftOutcome(item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
+        if ends is not None and timer() >= ends:
+            return DraftOutcome(item, Action.SKIP, Reason.TIME_BUDGET, retryable=True)
         try:
             return _draft_one(run, item)
         except AuthorizationError as exc:
@@ -203,13 +217,15 @@ def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
         return DraftOutcome(item, Action.SKIP, Reason.DUPLICATE, retryable=True)
 
     # Only now, with the key claimed, is a draft certain to be attempted: duplicates, dry runs
-    # and plans never make links.
+    # and plans never make links, and the email is rendered once, with its link.
     link = _payment_link(run, item)
+    item = render_email(item, run.settings.render, run.templates, link.url or "" if link else "")
+    if item.email is None:  # the template failed for this row
+        run.ledger.record_failed(key, "template error", now=run.clock())
+        return DraftOutcome(item, Action.ERROR, Reason.TEMPLATE_ERROR, retryable=False)
     try:
-        if link is not None and link.url:
-            item = _with_payment_link(run, item, link.url)
         draft = _build(run, item, key)
-    except (HeaderInjectionError, ValueError, TypeError, TemplateLoadError) as exc:
+    except (HeaderInjectionError, ValueError, TypeError) as exc:
         run.ledger.record_failed(key, f"invalid message: {exc}", now=run.clock())
         return DraftOutcome(
             item, Action.ERROR, Reason.DRAFT_FAILED, error=str(exc), retryable=False
@@ -239,7 +255,14 @@ def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
         # An adapter bug must not leave the key reserved until the lease runs out.
         run.ledger.record_failed(key, f"unexpected: {type(exc).__name__}", now=run.clock())
         raise
-    entry = run.ledger.record_created(key, created, drafted_on=run.today, now=run.clock())
+    entry = run.ledger.record_created(
+        key,
+        created,
+        drafted_on=run.today,
+        now=run.clock(),
+        subject=draft.subject,
+        recipients=draft.to,
+    )
     log.info(
         "draft created",
         extra={
@@ -271,32 +294,18 @@ def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
         return PaymentLinkResult(error=f"unexpected {type(exc).__name__}")
 
 
-def _with_payment_link(run: _Run, item: PlannedRow, url: str) -> PlannedRow:
-    # plan() rendered without a link (it has no side effects): render again with it, so the
-    # draft and the row returned for it show the same email.
-    assert item.invoice is not None and item.decision.stage is not None
-    fields = merge_fields(
-        item.invoice,
-        days_overdue=item.decision.days_overdue or 0,
-        stage=item.decision.stage,
-        settings=run.settings.render,
-        payment_link=url,
-    )
-    return item._replace(email=run.templates.render(item.decision.stage, fields))
-
-
 def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:
     assert item.invoice is not None and item.email is not None
-    email: RenderedEmail = item.email
+    email = item.email
     subject = email.subject
     thread: ThreadRef | None = None
     if run.settings.thread_followups:
         earlier = run.ledger.latest_created(run.scope, item.invoice_id, key.stage)
         if earlier is not None and earlier.rfc_message_id:
             # Gmail threads a reply only when its subject matches the thread's: reuse the
-            # subject of the first reminder (re-rendered; subjects are never stored).
-            first = _first_subject(run, item) or subject
-            subject = first if first.lower().startswith("re:") else f"Re: {first}"
+            # earlier reminder's subject (kept in the ledger as metadata).
+            first = _without_re(earlier.subject or subject)
+            subject = f"Re: {first}"
             thread = ThreadRef(earlier.thread_id, earlier.rfc_message_id, first)
     return build_draft(
         key,
@@ -310,13 +319,5 @@ def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:
     )
 
 
-def _first_subject(run: _Run, item: PlannedRow) -> str | None:
-    assert item.invoice is not None
-    for stage in sorted(run.templates.templates):
-        entry = run.ledger.get(DraftKey(run.scope, item.invoice_id, stage))
-        if entry is not None and entry.draft_id:
-            fields = merge_fields(
-                item.invoice, days_overdue=stage, stage=stage, settings=run.settings.render
-            )
-            return run.templates.render(stage, fields).subject
-    return None
+def _without_re(subject: str) -> str:
+    return subject[3:].lstrip() if subject.lower().startswith("re:") else subject

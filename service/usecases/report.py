@@ -1,26 +1,19 @@
 """Rows and summaries as JSON-ready dicts, shared by the API, the CLI and recorded runs.
 
-The API's marshmallow schemas (service/api/schemas.py) describe exactly these shapes; a test
-checks every produced row against them. Building plain dicts here instead of dumping through
-marshmallow keeps a 100k-row plan fast.
+The API's marshmallow schemas (service/api/schemas.py) describe and serialise these shapes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from functools import lru_cache
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from service.domain.decide import Action, Reason
-from service.domain.money import format_money, money_formatter
-from service.planning import PlannedRow
-
-if TYPE_CHECKING:
-    from service.generate import DraftOutcome
+from service.domain.money import format_money
+from service.usecases.drafts import DraftOutcome
+from service.usecases.plan import PlannedRow
 
 # Plain words for the bookkeeper; {stage} and {days} are filled in.
 REASON_TEXT: Mapping[Reason, str] = {
@@ -38,10 +31,10 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.DRAFTED: "Drafted stage {stage} reminder ({days} days overdue).",
     Reason.DRAFT_FAILED: "The draft could not be created: {errors}",
     Reason.GMAIL_UNAUTHORIZED: "Gmail permission is missing or expired: re-authorise.",
+    Reason.TIME_BUDGET: "Not drafted yet: this call ran out of time; the next call drafts it.",
 }
 
 
-@lru_cache(maxsize=4096)
 def reason_message(reason: Reason, stage: int | None, days: int | None, errors: str = "") -> str:
     """The plain-words explanation of a reason."""
     if reason is Reason.NOT_DUE and not days:
@@ -77,7 +70,7 @@ def planned_row_dict(
         out["to"] = inv.client_emails
         out["currency"] = inv.currency
         out["balance"] = str(inv.balance)
-        out["amount_formatted"] = money_formatter(inv.currency, locale)(inv.amount)
+        out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
     if errors:
         out["errors"] = dict(errors)
     email = item.email
@@ -90,26 +83,13 @@ def planned_row_dict(
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts by action and by reason."""
-    actions = Counter(map(itemgetter("action"), rows))
-    reasons = Counter(map(itemgetter("reason"), rows))
+    actions = Counter(row["action"] for row in rows)
+    reasons = Counter(row["reason"] for row in rows)
     return {
         "total": len(rows),
         "draft": actions[Action.DRAFT.value],
         "skip": actions[Action.SKIP.value],
         "error": actions[Action.ERROR.value],
-        "by_reason": dict(sorted(reasons.items())),
-    }
-
-
-def add_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """summarize() of several parts of one sheet, as one."""
-    if len(summaries) == 1:
-        return summaries[0]
-    reasons: Counter[str] = Counter()
-    for s in summaries:
-        reasons.update(s["by_reason"])
-    return {
-        **{k: sum(s[k] for s in summaries) for k in ("total", "draft", "skip", "error")},
         "by_reason": dict(sorted(reasons.items())),
     }
 
@@ -133,18 +113,6 @@ def overdue_balances(items: Iterable[PlannedRow]) -> Balances:
     return {cur: (len(values), sum(values, Decimal(0))) for cur, values in balances.items()}
 
 
-def add_balances(parts: list[Balances]) -> Balances:
-    """overdue_balances() of several parts of one sheet, as one."""
-    if len(parts) == 1:
-        return parts[0]
-    total: dict[str, tuple[int, Decimal]] = {}
-    for part in parts:
-        for currency, (count, balance) in part.items():
-            before = total.get(currency, (0, Decimal(0)))
-            total[currency] = (before[0] + count, before[1] + balance)
-    return total
-
-
 def totals_list(balances: Balances, locale: str) -> list[dict[str, Any]]:
     """Balances as the API writes them, by currency code."""
     return [
@@ -161,11 +129,6 @@ def totals_list(balances: Balances, locale: str) -> list[dict[str, Any]]:
 def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
     """Count and open balance of overdue, still-chased invoices per currency, as written."""
     return totals_list(overdue_balances(items), locale)
-
-
-def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
-    """The text written next to a row once its draft exists."""
-    return f"Drafted stage {stage} reminder ({days} days overdue) on {drafted_on.isoformat()}"
 
 
 def outcome_row_dict(

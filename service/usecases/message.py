@@ -53,7 +53,7 @@ def message_id_for(key: DraftKey, domain: str) -> str:
 def build_draft(
     key: DraftKey,
     to: Sequence[str],
-    sender: str,
+    sender: str | None,
     subject: str,
     body: str,
     *,
@@ -62,7 +62,10 @@ def build_draft(
     domain: str,
     now: dt.datetime | None = None,
 ) -> OutgoingDraft:
-    """Build the reminder for ``key`` as a MIME message; ``now`` (aware) becomes its Date."""
+    """Build the reminder for ``key`` as a MIME message; ``now`` (aware) becomes its Date.
+
+    Without ``sender`` the message has no From: Gmail fills in the mailbox's own address.
+    """
     check_header_value("key.scope", key.scope)
     check_header_value("key.invoice_id", key.invoice_id)
     if isinstance(to, str):  # a lone string would be split into characters
@@ -70,12 +73,13 @@ def build_draft(
     if not to:
         raise ValueError("to needs at least one address")
     recipients = tuple(_address(f"to[{i}]", value) for i, value in enumerate(to))
-    from_address = _address("sender", sender)
+    from_address = _address("sender", sender) if sender else None
     check_header_value("subject", subject)
     rfc_message_id = message_id_for(key, domain)
 
     msg = EmailMessage(policy=policy.SMTP)
-    _set_address_header(msg, "From", (from_address,))
+    if from_address is not None:
+        _set_address_header(msg, "From", (from_address,))
     _set_address_header(msg, "To", recipients)
     _set_text_header(msg, "Subject", subject)
     if now is not None:

@@ -9,29 +9,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.ports import DraftAlert
 from service.domain.dates import today_in
 from service.domain.decide import Action, Reason
-from service.generate import DraftOutcome, DraftSettings, generate_drafts
-from service.planning import PlanSettings, plan
 from service.ports import (
     AuthorizationError,
     Clock,
+    DraftAlert,
     DraftSink,
     InvoiceSource,
     Ledger,
+    Notifier,
     PaymentLinks,
+    RunState,
+    RunStore,
     SheetSnapshot,
     WriteBack,
 )
 from service.rendering import TemplateSet
-from service.results import outcome_row_dict, planned_row_dict, summarize
+from service.usecases.drafts import DraftOutcome, DraftSettings, generate_drafts
+from service.usecases.plan import PlanSettings, plan
+from service.usecases.report import outcome_row_dict, planned_row_dict, summarize
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -62,14 +66,6 @@ def within_window(now: dt.datetime, timezone: str, start_hour: int, end_hour: in
     # The owner's working hours are local hours: 08:00 in Auckland is 19:00 UTC the day before.
     hour = now.astimezone(ZoneInfo(timezone)).hour
     return start_hour <= hour < end_hour
-
-
-class RunNotifier(Protocol):
-    """Where a run reports its late, large drafts (Slack)."""
-
-    def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
-        """Send one alert for the qualifying drafts; True when one was delivered."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -144,7 +140,7 @@ def run_sheet(
     today: dt.date | None = None,
     dry_run: bool = True,
     force: bool = False,
-    notifier: RunNotifier | None = None,
+    notifier: Notifier | None = None,
     on_progress: Progress | None = None,
     on_created: Callable[[DraftOutcome], None] | None = None,
     payment_links: PaymentLinks | None = None,
@@ -165,7 +161,8 @@ def run_sheet(
     # "Today" is the spreadsheet's date: its own timezone when the source knows it.
     day = today or today_in(snapshot.timezone or settings.timezone, clock())
     raw_rows = [{**row.values, "row": row.row} for row in snapshot.rows]
-    planned = plan(raw_rows, today=day, settings=settings.plan, templates=templates)
+    # A dry run previews each email; a real run renders it when it drafts it.
+    planned = plan(raw_rows, today=day, settings=settings.plan, templates=templates, render=dry_run)
     total = sum(1 for p in planned if p.is_draft)
     if on_progress is not None:
         on_progress(0, total)
@@ -248,7 +245,7 @@ def _write_back(
         return 0, f"{type(exc).__name__}: {exc}", getattr(exc, "code", "write_back_failed")
 
 
-def _alert(notifier: RunNotifier | None, outcomes: Sequence[DraftOutcome]) -> bool:
+def _alert(notifier: Notifier | None, outcomes: Sequence[DraftOutcome]) -> bool:
     """One Slack message for the drafts created by this run (the notifier filters them)."""
     if notifier is None:
         return False
@@ -282,3 +279,54 @@ class _NoSink:
 
 def _no_sink() -> DraftSink:
     return _NoSink()
+
+
+# Progress is written to the run store at most this often (and at the end), not per draft.
+PROGRESS_EVERY_S = 0.5
+
+
+def record_run(
+    runs: RunStore,
+    run_id: str,
+    execute: Callable[[Progress], RunReport],
+    *,
+    clock: Clock,
+    timer: Callable[[], float] = time.monotonic,
+) -> None:
+    """Carry out one accepted run, recording its progress and outcome; never raises."""
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = timer()
+        if done == 0 or done == total or now - last >= PROGRESS_EVERY_S:
+            last = now
+            runs.update_run(run_id, now=clock(), done=done, total=total)
+
+    try:
+        runs.update_run(run_id, now=clock(), state=RunState.RUNNING)
+        report = execute(progress)
+        summary = {
+            **report.summary,
+            "today": report.today.isoformat() if report.today else None,
+            "dry_run": report.dry_run,
+            "alerted": report.alerted,
+            "stopped": report.stopped,
+            "write_error": report.write_error,
+        }
+        runs.update_run(
+            run_id,
+            now=clock(),
+            state=RunState.DONE,
+            summary=summary,
+            results=report.rows,
+            error=report.write_error,
+        )
+    except Exception as exc:
+        log.exception("run failed", extra={"run_id": run_id, "error_type": type(exc).__name__})
+        try:
+            runs.update_run(
+                run_id, now=clock(), state=RunState.FAILED, error=f"{type(exc).__name__}: {exc}"
+            )
+        except Exception:
+            log.exception("could not record the failed run", extra={"run_id": run_id})
