@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 
-.PHONY: install install-dev serve demo test test-python test-apps-script lint typecheck browser bench clean
+.PHONY: install install-dev serve demo test test-python test-apps-script lint typecheck browser bench test-container clean
 
 # The virtualenv with the service installed; re-made when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -52,6 +52,11 @@ test-apps-script: browser
 	cd apps_script && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test
 
 test: lint typecheck test-python test-apps-script  ## every suite: Python, Apps Script (Node), sidebar (Chromium)
+
+# The image (deploy/Dockerfile) built with podman and smoke-tested: the API, two daily runs on one
+# volume, a moved invoices file. Root: installs podman and debootstrap when missing.
+test-container:  ## build the container image and smoke-test it (podman)
+	bash deploy/test-container.sh
 
 bench: install-dev  ## plan throughput vs the original, the sidebar chunk's latency: a section for benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/plan_throughput.py

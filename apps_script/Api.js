@@ -35,13 +35,35 @@ const SETTING_API_KEY = 'IC_API_KEY';
  * @property {Object<string, string>} [errors]
  * @property {string} [balance]
  * @property {string} [currency]
+ * @property {string[]} [to]
  * @property {string} [amount_formatted]
  * @property {string} [subject]
  * @property {string} [body]
  * @property {string} [draft_id]
  * @property {string} [draft_url]
  * @property {boolean} [retryable]
+ * @property {string} [fix]               Error rows: what to change, in plain words.
+ * @property {string} [draft_on]          not_business_day: the day it will be drafted.
+ * @property {string} [drafted_by]        duplicate: the other mailbox holding the draft.
+ * @property {string} [waiting_since]     previous_unsent: the day the unsent draft was made.
  * @property {ApiRowWriteback} [writeback]
+ */
+
+/**
+ * @typedef {Object} ApiMoney
+ * @property {string} amount      A decimal string.
+ * @property {string} formatted
+ */
+
+/**
+ * One currency's aging, as /v1/plan returns it for the rows of one request.
+ * @typedef {Object} ApiAging
+ * @property {string} currency
+ * @property {{bucket: string, amount: string, formatted: string}[]} buckets
+ * @property {ApiMoney} open
+ * @property {{client_name: string, amount: string, formatted: string}[]} top_clients
+ * @property {string|null} dso_days
+ * @property {string|null} dso_note
  */
 
 /**
@@ -59,7 +81,9 @@ const SETTING_API_KEY = 'IC_API_KEY';
  * @property {{total: number, draft: number, skip: number, error: number}} summary
  * @property {ApiTotal[]} totals
  * @property {ApiRow[]} rows
+ * @property {ApiAging[]} [aging]   /v1/plan only.
  * @property {string} [stopped]
+ * @property {number} [remaining]   /v1/drafts: rows due a draft it had no time for (retryable).
  */
 
 /**
@@ -76,15 +100,15 @@ function readApiSettings_() {
 
 /**
  * Checks an API address; returns a plain-words problem, or '' when it is fine.
- * Plain http is refused because the API key and the user's Google token travel
- * with every request; loopback is allowed for local development only.
+ * Only https: the API key and, for drafts, the user's Google token travel with
+ * the requests, and Apps Script runs on Google's servers, so a localhost
+ * address could never be reached from there anyway.
  * @param {string} apiUrl
  * @return {string}
  */
 function apiUrlProblem_(apiUrl) {
   if (!apiUrl) return 'Enter the address of your Invoice Collector server.';
   if (/^https:\/\/[^\s/?#]+(\/[^\s?#]*)?$/i.test(apiUrl)) return '';
-  if (/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?(\/[^\s?#]*)?$/i.test(apiUrl)) return '';
   return 'The server address must start with https:// (for example https://invoices.example.com).';
 }
 
@@ -94,7 +118,8 @@ function apiUrlProblem_(apiUrl) {
  * @param {GoogleAppsScript.URL_Fetch.HttpMethod} method
  * @param {string} path          e.g. "/v1/plan".
  * @param {Object=} body         Sent as JSON.
- * @param {{auth?: boolean, idempotencyKey?: string}=} options
+ * @param {{auth?: boolean, idempotencyKey?: string, googleToken?: boolean}=} options
+ *   googleToken: send the user's Google token (only /v1/drafts needs it).
  * @return {any}
  */
 function callApi_(settings, method, path, body, options) {
@@ -107,10 +132,10 @@ function callApi_(settings, method, path, body, options) {
   }
   /** @type {Object<string, string>} */
   const headers = {};
-  if (auth) {
-    headers.Authorization = 'Bearer ' + settings.apiKey;
-    // The API uses this token for this request only, to create the Gmail drafts
-    // in the user's own mailbox (scope gmail.compose, declared in the manifest).
+  if (auth) headers.Authorization = 'Bearer ' + settings.apiKey;
+  if (opts.googleToken) {
+    // gmail.compose can send mail too, so the token goes only where drafts are
+    // made; the API uses it for that request only, in the user's own mailbox.
     headers['X-Google-Access-Token'] = ScriptApp.getOAuthToken();
   }
   if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
@@ -202,30 +227,65 @@ function httpErrorMessage_(status, json, apiUrl) {
   }
 }
 
+/** Document property: the currency of amounts whose cell shows none. */
+const DOC_DEFAULT_CURRENCY = 'IC_DEFAULT_CURRENCY';
+
 /**
- * Called by the Settings dialog: the saved address, and whether a key is saved
- * (the key itself never goes back to the browser).
- * @return {{apiUrl: string, hasKey: boolean}}
+ * The sheet's default currency (Settings), USD when never set.
+ * @return {string}
+ */
+function readDefaultCurrency_() {
+  return PropertiesService.getDocumentProperties().getProperty(DOC_DEFAULT_CURRENCY) || 'USD';
+}
+
+/**
+ * @typedef {Object} SettingsView
+ * @property {string} apiUrl
+ * @property {boolean} hasKey
+ * @property {string} defaultCurrency
+ * @property {number} sheetId                 The tab chosen in Settings, 0 = none.
+ * @property {{id: number, name: string}[]} tabs  The tabs that have the invoice headers.
+ */
+
+/**
+ * Called by the Settings dialog: the saved settings (the key itself never
+ * goes back to the browser) and the tabs that could hold invoices.
+ * @return {SettingsView}
  */
 function getSettings() {
   const settings = readApiSettings_();
-  return { apiUrl: settings.apiUrl, hasKey: !!settings.apiKey };
+  const ss = SpreadsheetApp.getActiveSpreadsheet();
+  return {
+    apiUrl: settings.apiUrl,
+    hasKey: !!settings.apiKey,
+    defaultCurrency: readDefaultCurrency_(),
+    sheetId: Number(PropertiesService.getDocumentProperties().getProperty(DOC_INVOICE_SHEET) || 0),
+    tabs: invoiceSheets_(ss).map((s) => ({ id: s.getSheetId(), name: s.getName() })),
+  };
 }
 
 /**
  * Called by the Settings dialog: saves the address and, when given, the key
- * (an empty key keeps the saved one).
- * @param {{apiUrl: string, apiKey?: string}} form
- * @return {{apiUrl: string, hasKey: boolean}}
+ * (an empty key keeps the saved one) for this user, and the invoices tab and
+ * default currency for this spreadsheet.
+ * @param {{apiUrl: string, apiKey?: string, defaultCurrency?: string, sheetId?: number|string}} form
+ * @return {SettingsView}
  */
 function saveSettings(form) {
   const apiUrl = String(form.apiUrl || '').trim().replace(/\/+$/, '');
   const problem = apiUrlProblem_(apiUrl);
   if (problem) throw new Error(problem);
+  const currency = String(form.defaultCurrency || 'USD').trim().toUpperCase();
+  if (!/^[A-Z]{3}$/.test(currency)) throw new Error('The default currency is a three-letter code such as USD, EUR or GBP.');
   const props = PropertiesService.getUserProperties();
   props.setProperty(SETTING_API_URL, apiUrl);
   const apiKey = String(form.apiKey || '').trim();
   if (apiKey) props.setProperty(SETTING_API_KEY, apiKey);
+  const doc = PropertiesService.getDocumentProperties();
+  doc.setProperty(DOC_DEFAULT_CURRENCY, currency);
+  const sheetId = Number(form.sheetId || 0);
+  if (sheetId) doc.setProperty(DOC_INVOICE_SHEET, String(sheetId));
+  else doc.deleteProperty(DOC_INVOICE_SHEET);
   return getSettings();
 }
 

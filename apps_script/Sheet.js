@@ -1,13 +1,16 @@
 /**
- * @fileoverview Reading invoices out of the sheet and writing results back
- * next to them. The only cells ever written are the three output columns
- * (and, once, their header cells when they are missing).
+ * @fileoverview The invoices tab: where its columns are, which tab it is, and
+ * its rows as the API reads them (dates in the spreadsheet's timezone, amounts
+ * as numbers with the currency their cell format shows).
  */
 
 /** The columns the add-on writes, in the order they are appended. */
 const OUTPUT_COLUMNS = ['last_stage_sent', 'last_sent_at', 'reminder_status'];
 
-/** Document property remembering which tab holds the invoices (for the daily run). */
+/** The headers a tab needs to count as an invoices tab (DESIGN §3). */
+const REQUIRED_HEADERS = ['invoice_id', 'client_name', 'client_email', 'amount', 'due_date'];
+
+/** Document property: the sheet id of the invoices tab chosen in Settings. */
 const DOC_INVOICE_SHEET = 'IC_INVOICE_SHEET';
 
 /**
@@ -15,9 +18,12 @@ const DOC_INVOICE_SHEET = 'IC_INVOICE_SHEET';
  * @typedef {Object} SheetLayout
  * @property {string[]} headers          The header row as text, one per column.
  * @property {number} invoiceIdColumn
+ * @property {number} amountColumn
+ * @property {number} currencyColumn
  * @property {number} stageColumn
  * @property {number} sentAtColumn
  * @property {number} statusColumn
+ * @property {string[]} missing          Required headers the tab lacks.
  */
 
 /**
@@ -44,28 +50,58 @@ function readLayout_(sheet) {
   return {
     headers: headers,
     invoiceIdColumn: column('invoice_id'),
+    amountColumn: column('amount'),
+    currencyColumn: column('currency'),
     stageColumn: column('last_stage_sent'),
     sentAtColumn: column('last_sent_at'),
     statusColumn: column('reminder_status'),
+    missing: REQUIRED_HEADERS.filter((h) => column(h) === 0),
   };
 }
 
 /**
- * Finds the invoices tab: the one a person last ran from, else the active tab
- * if it has an invoice_id column, else the first tab that has one.
+ * The tab with this sheet id, or null.
+ * @param {GoogleAppsScript.Spreadsheet.Spreadsheet} ss
+ * @param {number} sheetId
+ * @return {GoogleAppsScript.Spreadsheet.Sheet|null}
+ */
+function sheetById_(ss, sheetId) {
+  return ss.getSheets().filter((s) => s.getSheetId() === sheetId)[0] || null;
+}
+
+/**
+ * The tabs whose first row holds the invoice headers.
+ * @param {GoogleAppsScript.Spreadsheet.Spreadsheet} ss
+ * @return {GoogleAppsScript.Spreadsheet.Sheet[]}
+ */
+function invoiceSheets_(ss) {
+  return ss.getSheets().filter((s) => readLayout_(s).missing.length === 0);
+}
+
+/**
+ * The tab a person works on: the active tab when it has the invoice headers,
+ * else the tab chosen in Settings, else the only tab that has them. Never
+ * "the tab used last time": with a "2025" and a "2026" tab, that picks the
+ * wrong year.
  * @param {GoogleAppsScript.Spreadsheet.Spreadsheet} ss
  * @return {GoogleAppsScript.Spreadsheet.Sheet}
  */
 function findInvoiceSheet_(ss) {
-  const remembered = PropertiesService.getDocumentProperties().getProperty(DOC_INVOICE_SHEET);
-  const byName = remembered ? ss.getSheetByName(remembered) : null;
-  if (byName && readLayout_(byName).invoiceIdColumn) return byName;
   const active = ss.getActiveSheet();
-  if (active && readLayout_(active).invoiceIdColumn) return active;
-  const found = ss.getSheets().filter((s) => readLayout_(s).invoiceIdColumn > 0)[0];
-  if (found) return found;
-  throw new Error('No tab in this spreadsheet has an "invoice_id" column in its first row. ' +
-    'Put the invoice headers (invoice_id, client_name, client_email, amount, due_date, …) in row 1.');
+  if (active && readLayout_(active).missing.length === 0) return active;
+  const chosen = Number(PropertiesService.getDocumentProperties().getProperty(DOC_INVOICE_SHEET) || 0);
+  const byChoice = chosen ? sheetById_(ss, chosen) : null;
+  if (byChoice && readLayout_(byChoice).missing.length === 0) return byChoice;
+  const candidates = invoiceSheets_(ss);
+  if (candidates.length === 1) return candidates[0];
+  if (candidates.length > 1) {
+    throw new Error('This tab has no invoice headers, and ' + candidates.length + ' tabs do (' +
+      candidates.map((s) => '“' + s.getName() + '”').join(', ') + '). Open the tab to work on, or choose it in ' +
+      'Invoice Collector › Settings.');
+  }
+  const missing = active ? readLayout_(active).missing : REQUIRED_HEADERS;
+  throw new Error('No tab has the invoice headers in its first row (this one lacks ' + missing.join(', ') + '). ' +
+    'Put invoice_id, client_name, client_email, amount and due_date in row 1.');
 }
 
 /**
@@ -88,6 +124,25 @@ function ensureOutputColumns_(sheet, layout) {
     sheet.getRange(2, updated.sentAtColumn, sheet.getMaxRows() - 1, 1).setNumberFormat('yyyy-mm-dd');
   }
   return updated;
+}
+
+/**
+ * The column of a header, appended at the end of the header row when the tab
+ * lacks it (matched as the API matches headers).
+ * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet
+ * @param {SheetLayout} layout
+ * @param {string} header         e.g. "pause_until".
+ * @param {string} numberFormat   Given to a new column's cells below the header, e.g. "yyyy-mm-dd".
+ * @return {number} The column, 1-based.
+ */
+function ensureColumn_(sheet, layout, header, numberFormat) {
+  const existing = layout.headers.map(normalizeHeader_).indexOf(normalizeHeader_(header)) + 1;
+  if (existing) return existing;
+  const column = layout.headers.length + 1;
+  if (column > sheet.getMaxColumns()) sheet.insertColumnsAfter(sheet.getMaxColumns(), column - sheet.getMaxColumns());
+  sheet.getRange(1, column).setValue(header);
+  if (sheet.getMaxRows() > 1) sheet.getRange(2, column, sheet.getMaxRows() - 1, 1).setNumberFormat(numberFormat);
+  return column;
 }
 
 /**
@@ -131,6 +186,49 @@ function rowToInvoice_(values, rowNumber, headers, timeZone) {
 }
 
 /**
+ * One row as read for the API.
+ * @typedef {Object} ReadRow
+ * @property {number} row
+ * @property {string} id            Its invoice id, '' when it has none.
+ * @property {string} fingerprint   For a row without an id: how to know it again.
+ * @property {Object<string, string|number|boolean>} invoice
+ */
+
+/**
+ * The rows of one chunk as API invoices. With no currency column, each row's
+ * currency is the one its amount cell shows (its number format for a number,
+ * its sign or code for text), else the default currency from Settings: a
+ * sheet formatted in euros is drafted in euros.
+ * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet
+ * @param {SheetLayout} layout
+ * @param {number} firstRow
+ * @param {number} rowCount
+ * @param {string} timeZone
+ * @param {string} defaultCurrency
+ * @return {ReadRow[]}
+ */
+function readInvoices_(sheet, layout, firstRow, rowCount, timeZone, defaultCurrency) {
+  const values = sheet.getRange(firstRow, 1, rowCount, layout.headers.length).getValues();
+  const formats = !layout.currencyColumn && layout.amountColumn
+    ? sheet.getRange(firstRow, layout.amountColumn, rowCount, 1).getNumberFormats() : null;
+  /** @type {ReadRow[]} */
+  const out = [];
+  values.forEach((cells, i) => {
+    const invoice = rowToInvoice_(cells, firstRow + i, layout.headers, timeZone);
+    if (!invoice) return;
+    const id = layout.invoiceIdColumn ? String(cells[layout.invoiceIdColumn - 1]).trim() : '';
+    const fingerprint = id ? '' : rowFingerprint_(invoice);
+    if (formats) {
+      const amount = cells[layout.amountColumn - 1];
+      const shown = typeof amount === 'number' ? currencyOfFormat_(formats[i][0]) : currencyOfText_(String(amount));
+      invoice.currency = shown || defaultCurrency;
+    }
+    out.push({ row: firstRow + i, id: id, fingerprint: fingerprint, invoice: invoice });
+  });
+  return out;
+}
+
+/**
  * Finds invoice ids used on more than one row of the whole sheet. Chunks are
  * sent separately, so the API alone could not see a copy in another chunk.
  * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet
@@ -138,15 +236,7 @@ function rowToInvoice_(values, rowNumber, headers, timeZone) {
  * @return {Object<string, number[]>} id → rows, only for duplicated ids.
  */
 function duplicateInvoiceIds_(sheet, layout) {
-  const lastRow = sheet.getLastRow();
-  /** @type {Object<string, number[]>} */
-  const rowsById = {};
-  if (lastRow < 2 || !layout.invoiceIdColumn) return rowsById;
-  sheet.getRange(2, layout.invoiceIdColumn, lastRow - 1, 1).getValues().forEach((cell, i) => {
-    const id = String(cell[0]).trim();
-    if (!id) return;
-    (rowsById[id] = rowsById[id] || []).push(i + 2);
-  });
+  const rowsById = rowsByInvoiceId_(sheet, layout);
   /** @type {Object<string, number[]>} */
   const duplicates = {};
   Object.keys(rowsById).forEach((id) => {
@@ -156,175 +246,21 @@ function duplicateInvoiceIds_(sheet, layout) {
 }
 
 /**
- * What to write for one row: the three output values (undefined = leave as is).
- * @typedef {Object} RowWrite
- * @property {number} row
- * @property {number=} stage
- * @property {Date=} sentAt
- * @property {string} status
- * @property {string=} link
- */
-
-/**
- * Decides what each API row writes back: drafted (or already-drafted) rows get
- * stage, date and a status linking to the draft; error rows get only a status
- * saying why; skipped rows are left exactly as they were.
- * @param {ApiRow[]} rows
- * @param {string} timeZone
- * @param {string} today
- * @param {string} suffix   Appended to statuses, e.g. " (daily run)".
- * @return {RowWrite[]}
- */
-function planWrites_(rows, timeZone, today, suffix) {
-  /** @type {RowWrite[]} */
-  const writes = [];
-  rows.forEach((r) => {
-    if (r.writeback) {
-      const wb = r.writeback;
-      writes.push({
-        row: r.row,
-        stage: Number(wb.last_stage_sent),
-        // Midnight of that day in the spreadsheet's zone, so the cell shows the same day.
-        sentAt: Utilities.parseDate(wb.last_sent_at, timeZone, 'yyyy-MM-dd'),
-        status: (wb.reminder_status || ('Drafted stage ' + wb.last_stage_sent + ' on ' + wb.last_sent_at)) + suffix,
-        link: r.draft_url || undefined,
-      });
-    } else if (r.action === 'error') {
-      const why = r.message || r.reason;
-      const retry = r.retryable ? ' Running again will retry it.' : '';
-      writes.push({ row: r.row, status: 'Not drafted on ' + today + ': ' + why + retry + suffix });
-    }
-  });
-  return writes;
-}
-
-/**
- * Writes results into the output columns of rows [firstRow, firstRow+count).
- * One setValues per contiguous block of value columns and one
- * setRichTextValues for reminder_status, over the span of changed rows; cells
- * of unchanged rows inside the span are written back as they were (formulas
- * kept as formulas). If an unchanged cell cannot be reproduced exactly, the
- * span is split into runs of changed rows instead.
+ * Every invoice id of the sheet and the rows that hold it now (one read).
  * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet
  * @param {SheetLayout} layout
- * @param {RowWrite[]} writes
- * @return {number} The number of rows written.
+ * @return {Object<string, number[]>}
  */
-function writeResults_(sheet, layout, writes) {
-  if (!writes.length) return 0;
-  const sorted = writes.slice().sort((a, b) => a.row - b.row);
-  const span = { first: sorted[0].row, last: sorted[sorted.length - 1].row };
-  if (!writeSpan_(sheet, layout, sorted, span, false)) {
-    contiguousRuns_(sorted).forEach((run) => writeSpan_(sheet, layout, run, {
-      first: run[0].row, last: run[run.length - 1].row,
-    }, true));
-  }
-  return sorted.length;
-}
-
-/**
- * Splits writes (sorted by row) into runs of consecutive rows.
- * @param {RowWrite[]} sorted
- * @return {RowWrite[][]}
- */
-function contiguousRuns_(sorted) {
-  /** @type {RowWrite[][]} */
-  const runs = [];
-  sorted.forEach((w) => {
-    const run = runs[runs.length - 1];
-    if (run && run[run.length - 1].row === w.row - 1) run.push(w);
-    else runs.push([w]);
+function rowsByInvoiceId_(sheet, layout) {
+  const lastRow = sheet.getLastRow();
+  /** @type {Object<string, number[]>} */
+  const rowsById = {};
+  if (lastRow < 2 || !layout.invoiceIdColumn) return rowsById;
+  sheet.getRange(2, layout.invoiceIdColumn, lastRow - 1, 1).getValues().forEach((cell, i) => {
+    const id = String(cell[0]).trim();
+    if (!id) return;
+    if (!Object.prototype.hasOwnProperty.call(rowsById, id)) rowsById[id] = [];
+    rowsById[id].push(i + 2);
   });
-  return runs;
-}
-
-/**
- * Writes one span of rows. Returns false, having written nothing, when an
- * unchanged cell in the span holds something that cannot be written back as is.
- * @param {GoogleAppsScript.Spreadsheet.Sheet} sheet
- * @param {SheetLayout} layout
- * @param {RowWrite[]} writes        Sorted by row, all inside the span.
- * @param {{first: number, last: number}} span
- * @param {boolean} everyRowChanges  True when the span has no unchanged rows.
- * @return {boolean}
- */
-function writeSpan_(sheet, layout, writes, span, everyRowChanges) {
-  const height = span.last - span.first + 1;
-  /** @type {Object<number, RowWrite>} */
-  const byRow = {};
-  writes.forEach((w) => { byRow[w.row] = w; });
-  const valueBlocks = contiguousBlocks_([layout.stageColumn, layout.sentAtColumn]);
-  /** @type {{column: number, width: number, values: any[][]}[]} */
-  const plannedBlocks = [];
-  for (const block of valueBlocks) {
-    const range = sheet.getRange(span.first, block.column, height, block.width);
-    const needsOld = !everyRowChanges || writes.some((w) => w.stage === undefined);
-    const old = needsOld ? range.getValues() : null;
-    const formulas = needsOld ? range.getFormulas() : null;
-    /** @type {any[][]} */
-    const values = [];
-    for (let i = 0; i < height; i++) {
-      const w = byRow[span.first + i];
-      /** @type {any[]} */
-      const line = [];
-      for (let j = 0; j < block.width; j++) {
-        const column = block.column + j;
-        if (w && w.stage !== undefined) {
-          line.push(column === layout.stageColumn ? w.stage : w.sentAt);
-        } else {
-          const formula = formulas ? formulas[i][j] : '';
-          line.push(formula || (old ? old[i][j] : ''));
-        }
-      }
-      values.push(line);
-    }
-    plannedBlocks.push({ column: block.column, width: block.width, values: values });
-  }
-  const statusRange = sheet.getRange(span.first, layout.statusColumn, height, 1);
-  /** @type {GoogleAppsScript.Spreadsheet.RichTextValue[][]} */
-  const statuses = [];
-  /** @type {(GoogleAppsScript.Spreadsheet.RichTextValue|null)[][]} */
-  const oldStatuses = everyRowChanges ? [] : statusRange.getRichTextValues();
-  const oldStatusFormulas = everyRowChanges ? [] : statusRange.getFormulas();
-  for (let i = 0; i < height; i++) {
-    const w = byRow[span.first + i];
-    if (w) {
-      statuses.push([statusRichText_(w.status, w.link)]);
-      continue;
-    }
-    const kept = oldStatuses[i][0];
-    if (!kept || oldStatusFormulas[i][0]) return false;
-    statuses.push([kept]);
-  }
-  plannedBlocks.forEach((b) => sheet.getRange(span.first, b.column, height, b.width).setValues(b.values));
-  statusRange.setRichTextValues(statuses);
-  return true;
-}
-
-/**
- * Groups 1-based column numbers into contiguous blocks.
- * @param {number[]} columns
- * @return {{column: number, width: number}[]}
- */
-function contiguousBlocks_(columns) {
-  /** @type {{column: number, width: number}[]} */
-  const blocks = [];
-  columns.slice().sort((a, b) => a - b).forEach((c) => {
-    const last = blocks[blocks.length - 1];
-    if (last && last.column + last.width === c) last.width++;
-    else blocks.push({ column: c, width: 1 });
-  });
-  return blocks;
-}
-
-/**
- * A status cell: the text, linked as a whole to the draft when there is one.
- * @param {string} text
- * @param {string=} link
- * @return {GoogleAppsScript.Spreadsheet.RichTextValue}
- */
-function statusRichText_(text, link) {
-  const builder = SpreadsheetApp.newRichTextValue().setText(text);
-  if (link) builder.setLinkUrl(link);
-  return builder.build();
+  return rowsById;
 }

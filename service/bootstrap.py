@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
+# Adapters over Google, Stripe or SQLAlchemy are imported where first used: a process that
+# needs none of those libraries never pays for loading them.
+from service.adapters.csvfile import CsvFileSource
+from service.adapters.http_retry import RetryPolicy
+from service.adapters.maildir import MaildirSink
+from service.adapters.sends_log import SendsLog
 from service.config import ConfigError, Settings
 from service.ports import (
     AuthorizationError,
@@ -25,7 +32,7 @@ from service.usecases.plan import PlanSettings
 from service.usecases.run import RunSettings, Window
 
 if TYPE_CHECKING:
-    from service.adapters.sends_log import SendsLog
+    from service.adapters.runs_sql import SqlDraftReview
 
 
 class GmailTokenMissing(AuthorizationError):
@@ -75,6 +82,8 @@ class Services:
             thread_followups=s.thread_followups,
             concurrency=s.draft_concurrency,
             time_budget_seconds=s.drafts_time_budget_seconds,
+            group_by_client=s.group_by_client,
+            wait_for_unsent=s.unsent_policy == "wait",
         )
 
     @cached_property
@@ -103,13 +112,21 @@ class Services:
         from service.adapters.runs_sql import SqlRuns
 
         with self._lock:
-            return SqlRuns(self._engine)
+            return SqlRuns(
+                self._engine, lease_seconds=self.settings.run_lease_seconds, clock=self.clock
+            )
+
+    @cached_property
+    def draft_review(self) -> SqlDraftReview:
+        """The ledger's drafts read back for `invoice-collector drafts`."""
+        from service.adapters.runs_sql import SqlDraftReview
+
+        with self._lock:
+            return SqlDraftReview(self._engine)
 
     @cached_property
     def sends_log(self) -> SendsLog | None:
         """logs/sends.csv, one line per created draft (None when SENDS_LOG=off)."""
-        from service.adapters.sends_log import SendsLog
-
         path = self.settings.sends_log
         return SendsLog(path) if path is not None else None
 
@@ -119,10 +136,9 @@ class Services:
             return self.sink_override
         s = self.settings
         if s.drafts_backend == "maildir":
-            from service.adapters.maildir import MaildirSink
-
             return MaildirSink(s.maildir_path)
-        from service.adapters.gmail import GmailSink
+        from service.adapters.gmail import CREATE_UNITS, GmailSink
+        from service.adapters.quota_sql import SqlPacer
 
         credentials: object = access_token
         if not access_token:
@@ -131,13 +147,13 @@ class Services:
             credentials = server_credentials("gmail", token_path=s.google_token_file)
             if credentials is None:
                 raise GmailTokenMissing()
-        from service.adapters.http_retry import RetryPolicy
-
+        with self._lock:  # the mailbox's pace is kept in the ledger's database, for every process
+            pacer = SqlPacer(self._engine, s.gmail_drafts_per_second * CREATE_UNITS)
         return GmailSink(
             credentials,  # type: ignore[arg-type]
             endpoint=s.gmail_api_endpoint,
             mailbox=s.gmail_sender or None,
-            drafts_per_second=s.gmail_drafts_per_second,
+            pacer=pacer,
             # Bounded well inside the ledger's reservation lease, so a slow holder finishes
             # (or gives up) before anyone may take its key over.
             policy=RetryPolicy(
@@ -147,14 +163,9 @@ class Services:
 
     def after_draft(self, outcome: DraftOutcome) -> None:
         """Side records of a created draft: the sends.csv line (metadata only)."""
-        log = self.sends_log
-        if log is None or outcome.entry is None or outcome.planned.invoice is None:
-            return
-        log.append(
-            outcome.planned.invoice_id,
-            outcome.entry.key.stage,
-            list(outcome.planned.invoice.client_emails),
-        )
+        log, invoice = self.sends_log, outcome.planned.invoice
+        if log is not None and outcome.entry is not None and invoice is not None:
+            log.append(invoice.invoice_id, outcome.entry.key.stage, list(invoice.client_emails))
 
     @property
     def run_settings(self) -> RunSettings:
@@ -164,9 +175,10 @@ class Services:
             plan=self.plan_settings,
             # A headless run works in the background: no web worker timeout to answer before.
             draft=replace(self.draft_settings, time_budget_seconds=None),
-            timezone=s.timezone,
+            timezone=s.timezone_override,
+            local_timezone=s.timezone,
             locale=s.locale,
-            window=Window(s.window_start, s.window_end, s.timezone),
+            window=Window(s.window_start, s.window_end),
         )
 
     def source(self, kind: str | None = None) -> InvoiceSource:
@@ -175,11 +187,23 @@ class Services:
         s = self.settings
         kind = kind or ("sheets" if s.google_sheets_spreadsheet_id else "csv")
         if kind == "csv":
-            from service.adapters.csvfile import CsvFileSource
-
             return CsvFileSource(s.invoices_file)
         if kind == "quickbooks":
-            return self.quickbooks_source()
+            from service.adapters.quickbooks import QuickBooksNotConfigured, quickbooks_source
+
+            try:
+                return quickbooks_source(
+                    self.ledger,
+                    realm_id=s.qbo_realm_id,
+                    client_id=s.qbo_client_id,
+                    client_secret=s.qbo_client_secret,
+                    refresh_token=s.qbo_refresh_token,
+                    token_url=s.qbo_token_url,
+                    api_base=s.qbo_api_base,
+                    token_file=s.qbo_token_file,
+                )
+            except QuickBooksNotConfigured as exc:
+                raise ConfigError(str(exc)) from None
         if kind != "sheets":
             raise ConfigError(f"the invoice source is csv, sheets or quickbooks, not {kind!r}")
         if not s.google_sheets_spreadsheet_id:
@@ -197,15 +221,26 @@ class Services:
                 "No Google credentials for Sheets: run `invoice-collector auth` "
                 "(or set GOOGLE_SERVICE_ACCOUNT_FILE)."
             )
-        # TIMEZONE is the spreadsheet's timezone for headless runs: configuring it saves the
-        # extra spreadsheets.get a run would otherwise spend to learn it.
+        # TIMEZONE, when set, overrides the spreadsheet's own zone and saves the one
+        # spreadsheets.get a run otherwise spends to learn it.
         return SheetsSource(
             s.google_sheets_spreadsheet_id,
             s.google_sheets_range,
             credentials=credentials,
             endpoint=s.sheets_api_endpoint,
-            timezone=s.timezone,
+            timezone=s.timezone_override,
         )
+
+    def draft_log(
+        self, source: InvoiceSource
+    ) -> Callable[[Sequence[Sequence[object]]], None] | None:
+        """SHEETS_LOG_TAB's writer for a Google Sheet source (None when off or not a sheet)."""
+        tab = self.settings.sheets_log_tab
+        if not tab:
+            return None
+        from service.adapters.sheets import SheetsSource
+
+        return partial(source.append_rows, tab) if isinstance(source, SheetsSource) else None
 
     def notifier(self) -> Notifier | None:
         """The Slack alert for late, large drafts, when SLACK_WEBHOOK_URL is set."""
@@ -228,25 +263,6 @@ class Services:
         with self._lock:
             store = SqlPaymentLinks(self._engine)  # links are kept beside the ledger
         return StripePaymentLinks(s.stripe_api_key, store, api_base=s.stripe_api_base)
-
-    def quickbooks_source(self) -> InvoiceSource:
-        """QuickBooks Online open invoices, with reminder state read from the ledger."""
-        from service.adapters.quickbooks import QuickBooksNotConfigured, quickbooks_source
-
-        s = self.settings
-        try:
-            return quickbooks_source(
-                self.ledger,
-                realm_id=s.qbo_realm_id,
-                client_id=s.qbo_client_id,
-                client_secret=s.qbo_client_secret,
-                refresh_token=s.qbo_refresh_token,
-                token_url=s.qbo_token_url,
-                api_base=s.qbo_api_base,
-                token_file=s.qbo_token_file,
-            )
-        except QuickBooksNotConfigured as exc:
-            raise ConfigError(str(exc)) from None
 
 
 def build_services(settings: Settings, clock: Clock = utc_now) -> Services:

@@ -1,13 +1,4 @@
-"""The ``invoice-collector`` command: wiring only, the work happens in the use cases.
-
-Exit codes of ``run`` (and ``demo``), for cron and systemd to act on:
-
-  0  the run completed (rows with bad data are listed, but fail only with ``--strict``)
-  1  some rows could not be drafted or written back now; the next run retries them
-  2  configuration error (a setting, the invoices file, the sheet range) — fix and rerun
-  3  Google refused the credentials — run ``invoice-collector auth`` again
-  4  outside WINDOW_START–WINDOW_END in TIMEZONE: nothing was done (``--force`` overrides)
-"""
+"""The ``invoice-collector`` command: wiring only, the work happens in the use cases."""
 
 from __future__ import annotations
 
@@ -18,27 +9,47 @@ import logging
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+from dotenv import dotenv_values
 
 from service.bootstrap import Services, build_services
 from service.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from service.domain.aging import BUCKETS
 from service.domain.dates import today_in
 from service.logging_setup import configure_logging
-from service.ports import AuthorizationError, utc_now
+from service.ports import (
+    AuthorizationError,
+    DraftSink,
+    InvoiceSource,
+    LedgerEntry,
+    SinkError,
+    utc_now,
+)
 from service.usecases.plan import plan
-from service.usecases.report import planned_row_dict, summarize
-from service.usecases.run import RunReport, RunStatus, run_sheet
+from service.usecases.report import aging_report, planned_row_dict, summarize
+from service.usecases.run import (
+    ZONE_FROM_MACHINE,
+    ZONE_FROM_SETTING,
+    ZONE_FROM_SHEET,
+    Progress,
+    RunReport,
+    RunStatus,
+    run_timezone,
+    run_wired,
+)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_AUTH = 3
-EXIT_OUTSIDE_WINDOW = 4
+# Exit codes of `run` and `demo`, for cron and systemd to act on.
+EXIT_OK = 0  # rows with bad data are listed, but fail the run only with --strict
+EXIT_FAILED = 1  # some rows could not be drafted or written back now; the next run retries
+EXIT_CONFIG = 2  # a setting, the invoices file, the sheet range: fix and rerun
+EXIT_AUTH = 3  # Google refused the credentials: run `invoice-collector auth` again
+EXIT_OUTSIDE_WINDOW = 4  # outside WINDOW_START–WINDOW_END in TIMEZONE: nothing was done
 
 DEMO_DIR = PROJECT_ROOT / "var" / "demo"
 DEMO_TODAY = dt.date(2026, 11, 24)  # the day examples/invoices.csv was written for
@@ -55,24 +66,33 @@ class CliExit(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]
 
 
-def _settings(ctx: click.Context | None = None) -> Settings:
-    """Settings given by the caller (tests) or loaded from the environment and `.env`."""
-    obj = ctx.find_root().obj if ctx is not None else None
-    if isinstance(obj, dict) and isinstance(obj.get("settings"), Settings):
-        settings: Settings = obj["settings"]
-        return settings
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise CliExit(f"configuration: {exc}", EXIT_CONFIG) from exc
+def _settings(ctx: click.Context) -> Settings:
+    """Settings given by the caller (tests), else loaded once from the environment and `.env`."""
+    obj = ctx.ensure_object(dict)
+    if not isinstance(obj.get("settings"), Settings):
+        try:
+            obj["settings"] = load_settings()
+        except ConfigError as exc:
+            raise CliExit(f"configuration: {exc}", EXIT_CONFIG) from exc
+    settings: Settings = obj["settings"]
+    return settings
 
 
-def _services(ctx: click.Context, settings: Settings) -> Services:
-    """Services for ``settings``; tests may hand in a clock and a sink through ``obj``."""
-    obj = ctx.find_root().obj if isinstance(ctx.find_root().obj, dict) else {}
-    services = build_services(settings, clock=obj.get("clock", utc_now))
+def _services(ctx: click.Context, **overrides: Any) -> Services:
+    """Services for the settings with ``overrides``; tests may hand in a clock and a sink."""
+    obj = ctx.ensure_object(dict)
+    services = build_services(replace(_settings(ctx), **overrides), clock=obj.get("clock", utc_now))
     services.sink_override = obj.get("sink")
     return services
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when under it (shorter to copy)."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _echo_json(body: object) -> None:
+    click.echo(json.dumps(body, indent=2, default=str, ensure_ascii=False))
 
 
 @click.group()
@@ -88,23 +108,17 @@ def main(ctx: click.Context, log_level: str | None) -> None:
         settings: Settings | None = _settings(ctx)
     except CliExit:
         settings = None  # the command itself reports the configuration error
-    level = log_level or (
-        "WARNING" if sys.stderr.isatty() else (settings.log_level if settings else "INFO")
-    )
-    secret_values = (
-        [*settings.api_keys, settings.slack_webhook_url or "", settings.stripe_api_key or ""]
-        if settings
-        else []
-    )
+    fallback = settings.log_level if settings else "INFO"
+    level = log_level or ("WARNING" if sys.stderr.isatty() else fallback)
     try:
-        configure_logging(level, secrets=[s for s in secret_values if s])
+        configure_logging(
+            level, secrets=[*settings.api_keys, *settings.secrets] if settings else []
+        )
     except ValueError as exc:
         raise CliExit(f"configuration: {exc}", EXIT_CONFIG) from exc
     # JSON log lines go to stderr so the table on stdout stays readable and pipeable.
     for handler in logging.getLogger().handlers:
-        if handler.get_name() == "invoice_collector_json" and isinstance(
-            handler, logging.StreamHandler
-        ):
+        if isinstance(handler, logging.StreamHandler) and handler.name == "invoice_collector_json":
             handler.setStream(sys.stderr)
 
 
@@ -113,12 +127,8 @@ def main(ctx: click.Context, log_level: str | None) -> None:
 @click.option("--port", default=8000, show_default=True)
 def init_env(env_file: Path, port: int) -> None:
     """Create `.env` with a random API key on first use, then print how to call the API."""
-    key = None
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            if line.startswith("API_KEYS="):
-                key = line.partition("=")[2].split(",")[0].strip() or None
-    if key is None:
+    key = (dotenv_values(env_file).get("API_KEYS") or "").split(",")[0].strip()
+    if not key:
         key = secrets.token_urlsafe(32)
         with env_file.open("a", encoding="utf-8") as fh:
             fh.write(
@@ -127,12 +137,11 @@ def init_env(env_file: Path, port: int) -> None:
             )
         env_file.chmod(0o600)
         click.echo(f"Wrote a new API key to {env_file}.")
-    example = PROJECT_ROOT / "examples" / "plan-request.json"
-    rel = example.relative_to(Path.cwd()) if example.is_relative_to(Path.cwd()) else example
+    example = _shown(PROJECT_ROOT / "examples" / "plan-request.json")
     click.echo(
         f"\nAPI key: {key}\n\nTry it (in another terminal, from this directory):\n\n"
         f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-        f"       -d @{rel} http://127.0.0.1:{port}/v1/plan \\\n"
+        f"       -d @{example} http://127.0.0.1:{port}/v1/plan \\\n"
         '    | python3 -c \'import json,sys; [print(r["invoice_id"], r["stage"], '
         'r["action"], r["reason"], sep="\\t") for r in json.load(sys.stdin)["rows"]]\'\n'
     )
@@ -143,7 +152,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
+def _print_table(rows: Iterable[dict[str, Any]]) -> None:
     click.echo(f"{'row':>4}  {'invoice':<12} {'days':>4}  {'stage':>5}  {'action':<6} reason")
     for r in rows:
         days = "" if r["days_overdue"] is None else r["days_overdue"]
@@ -164,16 +173,14 @@ def plan_cmd(
     ctx: click.Context, file: Path | None, today: dt.datetime | None, as_json: bool
 ) -> None:
     """Show each invoice's stage and action for a CSV file (default: INVOICES_FILE)."""
-    settings = _settings(ctx)
-    services = _services(ctx, settings)
+    services = _services(ctx)
+    settings = services.settings
     day = today.date() if today else today_in(settings.timezone, services.clock())
     rows = _read_csv(file or settings.invoices_file)
     planned = plan(rows, today=day, settings=services.plan_settings, templates=services.templates)
     out = [planned_row_dict(p, locale=settings.locale, with_body=False) for p in planned]
     if as_json:
-        json.dump({"today": day.isoformat(), "rows": out}, sys.stdout, indent=2, default=str)
-        click.echo()
-        return
+        return _echo_json({"today": day.isoformat(), "rows": out})
     _print_table(out)
     s = summarize(out)
     click.echo(f"\n{day}: {s['draft']} to draft, {s['skip']} skipped, {s['error']} with errors")
@@ -184,50 +191,25 @@ def plan_cmd(
 @click.option("--today", required=True, help="The date the example is planned for.")
 def example_request(file: Path, today: str) -> None:
     """Print a /v1/plan request body for a CSV file (how examples/plan-request.json is made)."""
-    rows: list[dict[str, Any]] = []
-    for i, raw in enumerate(_read_csv(file), start=2):
-        rows.append({"row": i, **raw})
-    body = {"today": today, "timezone": "UTC", "scope": f"file:{file.name}", "invoices": rows}
-    click.echo(json.dumps(body, indent=2, ensure_ascii=False))
-
-
-# ---------------------------------------------------------------------------------------------
-# run
-# ---------------------------------------------------------------------------------------------
-class _ProgressBar:
-    """A progress callback that draws a click progress bar once the total is known."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            if not total:
-                return
-            # On stderr, so a table piped from stdout never carries the bar's redraws.
-            self._bar = click.progressbar(length=total, label="Drafting", file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._shown)
-        self._shown = done
-
-    def close(self) -> None:
-        """Finish the bar's line."""
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+    rows = [{"row": i, **raw} for i, raw in enumerate(_read_csv(file), start=2)]
+    _echo_json({"today": today, "timezone": "UTC", "scope": f"file:{file.name}", "invoices": rows})
 
 
 @contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress callback drawing a bar on a terminal, or None when not attached to one."""
-    if not enabled:
-        yield None
-        return
-    bar = _ProgressBar()
-    try:
-        yield bar
-    finally:
-        bar.close()
+def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
+    """A progress callback drawing a bar once the total is known, or None when not enabled."""
+    with ExitStack() as stack:
+        bars: list[Any] = []
+
+        def progress(done: int, total: int) -> None:
+            if not bars and total:
+                # On stderr, so a table piped from stdout never carries the bar's redraws.
+                bar = click.progressbar(length=total, label="Drafting", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+            for bar in bars:
+                bar.update(done - bar.pos)
+
+        yield progress if enabled else None
 
 
 def _exit_code_for(exc: Exception) -> int | None:
@@ -240,100 +222,89 @@ def _exit_code_for(exc: Exception) -> int | None:
         return EXIT_AUTH
     if isinstance(exc, ConfigError | FileNotFoundError | IsADirectoryError | PermissionError):
         return EXIT_CONFIG
-    if isinstance(exc, FileChangedError | FileInUseError):
+    # A full disk, a network hiccup, a file being edited meanwhile: worth another try.
+    if isinstance(exc, OSError | FileChangedError | FileInUseError):
         return EXIT_FAILED
     if isinstance(exc, CsvSourceError):
         return EXIT_CONFIG
-    if isinstance(exc, OSError):
-        return EXIT_FAILED  # a full disk, a network hiccup: worth another try
     if isinstance(exc, QuickBooksError):
         return EXIT_FAILED if exc.code in {"rate_limited", "unavailable"} else EXIT_CONFIG
     if isinstance(exc, SheetsError):
-        if exc.retryable:
-            return EXIT_FAILED
         # 403 without a rate-limit reason: the sheet is not shared with this account.
-        return EXIT_AUTH if exc.status == 403 else EXIT_CONFIG
+        return EXIT_FAILED if exc.retryable else EXIT_AUTH if exc.status == 403 else EXIT_CONFIG
     return None
+
+
+@contextmanager
+def _stopped_as_exit(what: str) -> Iterator[None]:
+    """An error that stops the command becomes its message and the exit code cron acts on."""
+    try:
+        yield
+    except Exception as exc:
+        code = _exit_code_for(exc)
+        if code is None:
+            raise
+        log.error("command failed", extra={"command": what, "error_type": type(exc).__name__})
+        hint = " Run `invoice-collector auth` again." if code == EXIT_AUTH else ""
+        raise CliExit(f"{str(exc).rstrip('.')}.{hint}", code) from exc
+
+
+# How a run's summary says whose zone its "today" is in.
+_ZONE_SAID = {
+    ZONE_FROM_SETTING: "TIMEZONE",
+    ZONE_FROM_SHEET: "the spreadsheet's zone",
+    ZONE_FROM_MACHINE: "this machine's zone; set TIMEZONE to choose",
+}
 
 
 def _summary_line(report: RunReport) -> str:
     s = report.summary
-    head = f"{report.today} · {report.scope}"
+    said = _ZONE_SAID.get(report.timezone_from, report.timezone_from)
+    head = f"{report.today} in {report.timezone} ({said}) · {report.scope}"
     if report.dry_run:
         return (
             f"{head} · DRY RUN, nothing created: {s['draft']} to draft, {s['skip']} skipped, "
             f"{s['error']} with errors. Pass --apply to create the drafts."
         )
-    line = (
+    return (
         f"{head} · {report.drafted} drafted, {s['skip']} skipped, {s['error']} with errors, "
         f"{report.written} row{'s' if report.written != 1 else ''} written back"
+        f"{', Slack alerted' if report.alerted else ''}."
     )
-    if report.alerted:
-        line += ", Slack alerted"
-    return line + "."
-
-
-def _run_exit_code(report: RunReport, strict: bool) -> int:
-    if report.stopped is not None or report.write_error_code == "reauthorize":
-        return EXIT_AUTH
-    if report.failed or report.write_error:
-        return EXIT_FAILED
-    if strict and report.invalid:
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 def execute_run(
     services: Services,
-    *,
     kind: str | None,
     today: dt.date | None,
+    *,
     dry_run: bool,
     force: bool,
     as_json: bool = False,
     strict: bool = False,
 ) -> int:
     """Run over the configured source, print the table and summary; return the exit code."""
-    try:
+    with _stopped_as_exit("run"):
         source = services.source(kind)
         with _progress_bar(sys.stdout.isatty() and not as_json) as progress:
-            report = run_sheet(
-                source,
-                ledger=services.ledger,
-                sink=lambda: services.sink_for(None),
-                templates=services.templates,
-                settings=services.run_settings,
-                clock=services.clock,
-                today=today,
-                dry_run=dry_run,
-                force=force,
-                notifier=services.notifier(),
-                on_progress=progress,
-                on_created=services.after_draft,
-                payment_links=services.payment_links,
+            report = run_wired(
+                services, source, progress, today=today, dry_run=dry_run, force=force
             )
-    except Exception as exc:
-        code = _exit_code_for(exc)
-        if code is None:
-            raise
-        log.error("run failed", extra={"error_type": type(exc).__name__})
-        hint = " Run `invoice-collector auth` again." if code == EXIT_AUTH else ""
-        raise CliExit(f"{str(exc).rstrip('.')}.{hint}", code) from exc
 
     if report.status is RunStatus.OUTSIDE_WINDOW:
         window = services.run_settings.window
         click.echo(
-            f"Outside the run window ({window.start:02d}:00–{window.end:02d}:00 "
-            f"{window.timezone}): nothing done. Use --force to run anyway.",
+            f"Warning: outside the run window ({window.start:02d}:00–{window.end:02d}:00 "
+            f"{report.timezone}): nothing done. Fire the timer inside it (see `invoice-"
+            "collector doctor`), or use --force to run anyway.",
             err=True,
         )
         return EXIT_OUTSIDE_WINDOW
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, default=str, ensure_ascii=False))
+        _echo_json(report.as_dict())
     else:
-        _print_table(list(report.rows))
-        click.echo("")
-        click.echo(_summary_line(report))
+        _print_table(report.rows)
+        click.echo("\n" + _summary_line(report))
     if report.stopped is not None:
         click.echo("Gmail refused the credentials: run `invoice-collector auth` again.", err=True)
     if report.write_error:
@@ -341,7 +312,11 @@ def execute_run(
             f"Write-back failed ({report.write_error}); the next run writes these rows back.",
             err=True,
         )
-    return _run_exit_code(report, strict)
+    if report.stopped is not None or report.write_error_code == "reauthorize":
+        return EXIT_AUTH
+    if report.failed or report.write_error or (strict and report.invalid):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 @main.command("run")
@@ -365,35 +340,161 @@ def execute_run(
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
+    /,
     dry_run: bool | None,
     today: dt.datetime | None,
-    force: bool,
     kind: str | None,
-    as_json: bool,
-    strict: bool,
+    **options: bool,
 ) -> None:
     """Read the sheet, draft today's reminders, write back what was drafted.
 
     Exit codes: 0 ok · 1 some rows failed (retry later) · 2 configuration error ·
     3 Google credentials refused (run `auth`) · 4 outside the run window (use --force).
     """
-    settings = _settings(ctx)
-    services = _services(ctx, settings)
-    code = execute_run(
-        services,
-        kind=kind,
-        today=today.date() if today else None,
-        dry_run=settings.dry_run if dry_run is None else dry_run,
-        force=force,
-        as_json=as_json,
-        strict=strict,
+    services = _services(ctx)
+    dry_run = services.settings.dry_run if dry_run is None else dry_run
+    ctx.exit(execute_run(services, kind, today and today.date(), dry_run=dry_run, **options))
+
+
+def _waiting(sink: DraftSink | None, entry: LedgerEntry) -> bool | None:
+    """Whether the draft still waits unsent in Drafts; None when this sink cannot tell."""
+    if sink is None or entry.mailbox != sink.mailbox:  # another user's Gmail: not ours to ask
+        return None
+    try:
+        return sink.in_drafts(entry)
+    except SinkError:
+        return None
+
+
+def _draft_dict(entry: LedgerEntry, **extra: object) -> dict[str, object]:
+    """A ledger entry as `drafts --json` prints it: metadata, never a body."""
+    return {
+        "invoice_id": entry.key.invoice_id,
+        "stage": entry.key.stage,
+        "to": list(entry.recipients),
+        "subject": entry.subject,
+        "drafted_on": entry.drafted_on,
+        "link": entry.draft_url,
+        **extra,
+    }
+
+
+def _today(services: Services, source: InvoiceSource, day: dt.datetime | None) -> dt.date:
+    """``day``, else today where the run would say it is (the sheet's zone, TIMEZONE…)."""
+    if day:
+        return day.date()
+    return today_in(run_timezone(source, services.run_settings)[0], services.clock())
+
+
+@main.command("drafts")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Default: today.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+@click.pass_context
+def drafts_cmd(ctx: click.Context, day: dt.datetime | None, as_json: bool) -> None:
+    """List a day's drafts from the ledger, and earlier reminders still waiting unsent."""
+    services = _services(ctx)
+    with _stopped_as_exit("drafts"):
+        date = _today(services, services.source(), day)
+        try:
+            sink: DraftSink | None = services.sink_for(None)
+        except AuthorizationError:  # no Gmail credentials here: the drafts, but not their fate
+            sink = None
+            click.echo("No Gmail credentials: whether drafts were sent is not shown.", err=True)
+        made = [(e, at, _waiting(sink, e)) for e, at in services.draft_review.drafted_on(date)]
+        # Only each invoice's latest reminder: an earlier one was superseded, sent or not.
+        unsent = [e for e, _ in services.draft_review.latest_before(date) if _waiting(sink, e)]
+    if as_json:
+        drafts = [_draft_dict(e, created=at, in_drafts=waits) for e, at, waits in made]
+        waiting = [
+            _draft_dict(e, days_waiting=(date - e.drafted_on).days) for e in unsent if e.drafted_on
+        ]
+        return _echo_json({"date": date, "drafts": drafts, "unsent": waiting})
+    said = {True: "yes", False: "no", None: "?"}  # no: sent, or deleted
+    click.echo(
+        f"{'invoice':<12} {'stage':>5}  {'recipient':<28} {'subject':<40} {'created (UTC)':<16}  "
+        "in Drafts  link"
     )
-    ctx.exit(code)
+    for e, at, waits in made:
+        click.echo(
+            f"{e.key.invoice_id[:12]:<12} {e.key.stage:>5}  {', '.join(e.recipients)[:28]:<28} "
+            f"{(e.subject or '')[:40]:<40} {at:%Y-%m-%d %H:%M}  {said[waits]:<10} "
+            f"{e.draft_url or ''}"
+        )
+    click.echo(f"\n{len(made)} draft{'s' if len(made) != 1 else ''} made on {date}.")
+    if unsent:
+        click.echo(f"\nStill in Drafts, never sent ({len(unsent)}): the next stage waits for them.")
+        for e in unsent:
+            days = (date - e.drafted_on).days if e.drafted_on else "?"
+            click.echo(
+                f"  {e.key.invoice_id:<12} stage {e.key.stage:>2}  {days:>3} days  "
+                f"{', '.join(e.recipients)}  {e.draft_url or ''}"
+            )
 
 
-# ---------------------------------------------------------------------------------------------
-# auth
-# ---------------------------------------------------------------------------------------------
+@main.command("report")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="The date to age from.")
+@click.option("--source", "kind", type=click.Choice(["csv", "sheets", "quickbooks"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def report_cmd(
+    ctx: click.Context, today: dt.datetime | None, kind: str | None, as_json: bool
+) -> None:
+    """Aging of open balances per currency, the top overdue clients and DSO."""
+    services = _services(ctx)
+    with _stopped_as_exit("report"):
+        source = services.source(kind)
+        day = _today(services, source, today)
+        snapshot = source.read()
+    rows = [{**row.values, "row": row.row} for row in snapshot.rows]
+    planned = plan(
+        rows, today=day, settings=services.plan_settings, templates=services.templates, render=False
+    )
+    aging = aging_report(planned, day, services.settings.locale)
+    if as_json:
+        return _echo_json({"today": day.isoformat(), "scope": snapshot.scope, "aging": aging})
+    click.echo(f"Open balances by days past due, {day} · {snapshot.scope}\n")
+    buckets = [label for label, *_ in BUCKETS]
+    click.echo(f"{'':<4}" + "".join(f"{h:>14}" for h in ["open", *buckets]) + "  DSO (days)")
+    for a in aging:
+        amounts = [a["open"], *a["buckets"]]
+        dso = a["dso_days"] or a["dso_note"]
+        click.echo(
+            f"{a['currency']:<4}" + "".join(f"{m['formatted']:>14}" for m in amounts) + f"  {dso}"
+        )
+    click.echo("\nTop overdue clients:")
+    for a in aging:
+        top = ", ".join(f"{c['client_name']} {c['formatted']}" for c in a["top_clients"])
+        click.echo(f"{a['currency']:<4}{top or 'none'}")
+
+
+@main.command("doctor")
+@click.option(
+    "--timer",
+    "timers",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The systemd timer to hold against the window (default: the installed one, if any).",
+)
+@click.pass_context
+def doctor_cmd(ctx: click.Context, timers: tuple[Path, ...]) -> None:
+    """Check the configuration end to end, one line per check with its fix; exit 0 if all pass."""
+    from service.doctor import TIMERS, Check, diagnose
+
+    try:
+        settings = _settings(ctx)
+    except CliExit as exc:
+        checks = [Check("settings", False, exc.message, "fix it in .env (see .env.example)")]
+    else:
+        clock = ctx.ensure_object(dict).get("clock", utc_now)
+        checks = list(diagnose(settings, clock=clock, timers=timers or TIMERS))
+    for check in checks:
+        line = f"{'ok' if check.ok else 'FAIL':<4}  {check.name}: {check.found}"
+        click.echo(line + (f" → fix: {check.fix}" if check.fix else ""))
+    failed = sum(not check.ok for check in checks)
+    click.echo(f"\n{len(checks) - failed} of {len(checks)} checks pass.")
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
 def console_credentials(flow: Any, port: int, prompt: Callable[[str], str]) -> Any:
     """Authorise without a local browser: print the URL, read back the redirected address."""
     # Google retired the copy-the-code (OOB) flow; a loopback redirect still works when the
@@ -401,8 +502,7 @@ def console_credentials(flow: Any, port: int, prompt: Callable[[str], str]) -> A
     flow.redirect_uri = f"http://localhost:{port}/"
     url, _ = flow.authorization_url(prompt="consent", access_type="offline")
     click.echo(
-        "Open this URL in a browser on any machine and allow access:\n\n"
-        f"  {url}\n\n"
+        f"Open this URL in a browser on any machine and allow access:\n\n  {url}\n\n"
         f"The browser then tries to open http://localhost:{port}/?… and shows an error page:\n"
         "that is expected. Copy the whole address from its address bar and paste it here."
     )
@@ -445,12 +545,11 @@ def auth_cmd(ctx: click.Context, client_secrets: Path, no_browser: bool, port: i
     except ValueError as exc:
         raise CliExit(f"{client_secrets} is not an OAuth client file: {exc}", EXIT_CONFIG) from exc
     try:
-        if no_browser:
-            credentials = console_credentials(flow, port, lambda text: click.prompt(text))
-        else:
-            credentials = flow.run_local_server(
-                port=port, open_browser=True, prompt="consent", access_type="offline"
-            )
+        credentials = (
+            console_credentials(flow, port, click.prompt)
+            if no_browser
+            else flow.run_local_server(port=port, prompt="consent", access_type="offline")
+        )
     except Exception as exc:
         # oauthlib's errors (invalid_grant, mismatching state…) name the problem; no secrets.
         raise CliExit(f"authorisation failed: {exc}", EXIT_AUTH) from exc
@@ -465,14 +564,6 @@ def auth_cmd(ctx: click.Context, client_secrets: Path, no_browser: bool, port: i
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# demo
-# ---------------------------------------------------------------------------------------------
-def _shown(path: Path) -> str:
-    """``path`` relative to the current directory when under it (shorter to copy)."""
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
-
-
 @main.command("demo")
 @click.option(
     "--dir",
@@ -485,23 +576,24 @@ def _shown(path: Path) -> str:
 @click.pass_context
 def demo_cmd(ctx: click.Context, directory: Path) -> None:
     """A headless run over a copy of examples/invoices.csv, drafting into a local Maildir."""
-    settings = _settings(ctx)
     directory = directory.resolve()
+    mark = directory / ".invoice-collector-demo"
     if directory.exists():
-        if not (directory / ".invoice-collector-demo").exists() and any(directory.iterdir()):
+        if not mark.exists() and any(directory.iterdir()):
             raise CliExit(f"{directory} is not empty and is not a demo directory", EXIT_CONFIG)
         shutil.rmtree(directory)  # a fresh start each time, so every demo shows drafts
     directory.mkdir(parents=True)
-    (directory / ".invoice-collector-demo").write_text("made by `invoice-collector demo`\n")
-    invoices = directory / "invoices.csv"
+    mark.write_text("made by `invoice-collector demo`\n")
+    invoices, maildir = directory / "invoices.csv", directory / "Maildir"
     shutil.copyfile(PROJECT_ROOT / "examples" / "invoices.csv", invoices)
-    maildir = directory / "Maildir"
-    demo_settings = settings.with_overrides(
+    sends = directory / "logs" / "sends.csv"
+    services = _services(
+        ctx,
         invoices_file=invoices,
         drafts_backend="maildir",
         maildir_path=maildir,
         database_url=f"sqlite:///{directory / 'ledger.db'}",
-        sends_log=directory / "logs" / "sends.csv",
+        sends_log=sends,
         google_sheets_spreadsheet_id="",
         slack_webhook_url=None,
         stripe_api_key=None,  # the demo calls no outside service
@@ -509,9 +601,7 @@ def demo_cmd(ctx: click.Context, directory: Path) -> None:
     )
     click.echo(f"Demo: `invoice-collector run --apply --force --today {DEMO_TODAY}` over")
     click.echo(f"{_shown(invoices)} (a copy of examples/invoices.csv)\n")
-    code = execute_run(
-        _services(ctx, demo_settings), kind="csv", today=DEMO_TODAY, dry_run=False, force=True
-    )
+    code = execute_run(services, "csv", DEMO_TODAY, dry_run=False, force=True)
     emls = sorted((maildir / "new").glob("*.eml"))
     click.echo(
         f"\n{len(emls)} draft{'s' if len(emls) != 1 else ''} written as .eml files in "
@@ -520,7 +610,7 @@ def demo_cmd(ctx: click.Context, directory: Path) -> None:
         "Mail),\nread it in the terminal with `less`, or browse them all with "
         f"`mutt -f {_shown(maildir)}`.\n"
         "The write-back (last_stage_sent, last_sent_at, reminder_status) is in "
-        f"{_shown(invoices)};\nthe sends log in {_shown(directory / 'logs' / 'sends.csv')}."
+        f"{_shown(invoices)};\nthe sends log in {_shown(sends)}."
     )
     for eml in emls[:3]:
         click.echo(f"  {_shown(eml)}")

@@ -2,7 +2,7 @@
 
 The contract for callers: log ids and metadata (invoice_id, stage, draft_id, row, counts,
 status codes), never an email body, a rendered template or a token. As a second line of
-defence the filter here masks anything that looks like a credential and drops ``extra`` keys
+defence the formatter here masks anything that looks like a credential and drops ``extra`` keys
 that name a body, but it cannot recognise a body passed in the message text itself.
 
 Use ``logger.info("draft created", extra={"invoice_id": "INV-1", "stage": 7})``.
@@ -22,14 +22,10 @@ REDACTED = "[REDACTED]"
 OMITTED = "[omitted: email content is never logged]"
 
 # The attributes every LogRecord has; anything else on a record came in through ``extra``.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
+_BLANK_RECORD = logging.LogRecord("", 0, "", 0, "", None, None)
+_RECORD_ATTRS = frozenset({*vars(_BLANK_RECORD), "message", "asctime", "taskName"})
 # ``extra`` keys whose values are email content: dropped whatever they hold.
 _BODY_KEYS = frozenset({"body", "html", "raw", "email_body", "html_body", "text_body", "mime"})
-# ``extra`` keys whose values are credentials.
 _SECRET_KEY = re.compile(
     r"(?i)(authorization|token|secret|password|passwd|api_?key|cookie|credential|webhook)"
 )
@@ -56,78 +52,59 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 MIN_SECRET_LENGTH = 8
 
 
-class Redactor:
-    """Masks credentials in text: known token shapes plus the configured secrets."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (ts, level, logger, msg, then the ``extra`` keys) in which
+    credentials (known token shapes plus the configured secrets) and bodies are masked."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
         literal = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         self._literal = re.compile("|".join(map(re.escape, literal))) if literal else None
 
-    def text(self, value: str) -> str:
-        """``value`` with every credential replaced by [REDACTED]."""
+    def redact(self, text: str) -> str:
+        """``text`` with every credential replaced by [REDACTED]."""
         if self._literal is not None:
-            value = self._literal.sub(REDACTED, value)
+            text = self._literal.sub(REDACTED, text)
         for pattern, replacement in _PATTERNS:
-            value = pattern.sub(replacement, value)
-        return value
+            text = pattern.sub(replacement, text)
+        return text
 
-    def value(self, value: object, key: str = "") -> object:
+    def redact_value(self, value: object, key: str = "") -> object:
         """A JSON-ready copy of an ``extra`` value with credentials and bodies removed."""
         if key.lower() in _BODY_KEYS:
             return OMITTED
         if key and _SECRET_KEY.search(key) and value not in (None, ""):
             return REDACTED
         if isinstance(value, str):
-            return self.text(value)
+            return self.redact(value)
         if isinstance(value, bool | int | float) or value is None:
             return value
         if isinstance(value, Mapping):
-            return {str(k): self.value(v, str(k)) for k, v in value.items()}
+            return {str(k): self.redact_value(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
-            return [self.value(v) for v in value]
-        return self.text(str(value))
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites a record in place so no handler after it can see a credential or a body."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the message (with its arguments merged in) and every ``extra`` value."""
-        record.msg = self.redactor.text(record.getMessage())
-        record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _RECORD_ATTRS:
-                setattr(record, key, self.redactor.value(value, key))
-        return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, then the ``extra`` keys."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
+            return [self.redact_value(v) for v in value]
+        return self.redact(str(value))
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON line (tracebacks redacted too: exception text may quote a URL)."""
+        # The record is rewritten in place, so no handler after this one sees a credential.
+        record.msg = self.redact(record.getMessage())
+        record.args = None
         when = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
         payload: dict[str, Any] = {
             "ts": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": record.msg,
         }
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and key not in payload:
-                payload[key] = value
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_ATTRS:
+                setattr(record, key, self.redact_value(value, key))
+                payload.setdefault(key, getattr(record, key))
         if record.exc_info:
-            payload["exc"] = self.redactor.text(self.formatException(record.exc_info))
+            payload["exc"] = self.redact(self.formatException(record.exc_info))
         if record.stack_info:
-            payload["stack"] = self.redactor.text(self.formatStack(record.stack_info))
+            payload["stack"] = self.redact(self.formatStack(record.stack_info))
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
@@ -136,10 +113,8 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    redactor = Redactor(secrets)
     handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(RedactingFilter(redactor))
-    handler.setFormatter(JsonFormatter(redactor))
+    handler.setFormatter(JsonFormatter(secrets))
     handler.set_name("invoice_collector_json")
     root = logging.getLogger()
     # Replace only our own handler: test runners and servers may have attached theirs.

@@ -71,6 +71,7 @@ class CreatedDraft:
     thread_id: str | None = None
     rfc_message_id: str | None = None
     url: str | None = None
+    mailbox: str | None = None  # the address whose Drafts hold it (None: a local folder)
 
 
 class SinkError(Exception):
@@ -89,8 +90,22 @@ class AuthorizationError(SinkError):
         super().__init__(message, retryable=False, code="reauthorize")
 
 
+class OutcomeUnknown(SinkError):
+    """The sink may have stored the draft (a 5xx, a timeout, a dropped connection): keep the key
+    reserved; only a call that finds its lease expired looks the draft up, then adopts or
+    creates it. Looking at once could miss it — Gmail's search index lags its store."""
+
+    def __init__(self, message: str, code: str = "outcome_unknown") -> None:
+        super().__init__(message, retryable=True, code=code)
+
+
 class DraftSink(Protocol):
     """Where drafts go: Gmail, a Maildir, a fake."""
+
+    @property
+    def mailbox(self) -> str | None:
+        """The address whose Drafts this sink writes to (None: a local folder)."""
+        ...
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Create one draft. Raises SinkError (or AuthorizationError)."""
@@ -98,6 +113,11 @@ class DraftSink(Protocol):
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
         """Find a draft made earlier for ``draft.key`` (crash reconciliation), or None."""
+        ...
+
+    def in_drafts(self, entry: LedgerEntry) -> bool:
+        """True while the draft recorded in ``entry`` still waits in Drafts (not sent, not
+        deleted)."""
         ...
 
 
@@ -129,6 +149,7 @@ class LedgerEntry:
     attempts: int = 0
     subject: str | None = None  # metadata for threading and review; the body is never kept
     recipients: tuple[str, ...] = ()
+    mailbox: str | None = None  # whose Drafts hold it
 
 
 class ClaimOutcome(StrEnum):
@@ -158,6 +179,17 @@ class Ledger(Protocol):
         request_key: str | None = None,
     ) -> Claim:
         """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
+        ...
+
+    def claim_all(
+        self,
+        keys: Sequence[DraftKey],
+        *,
+        now: dt.datetime,
+        lease_seconds: float,
+        request_key: str | None = None,
+    ) -> list[Claim]:
+        """Claim every key in one transaction or none (the others then answer BUSY)."""
         ...
 
     def record_created(

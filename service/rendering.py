@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,8 +41,14 @@ MERGE_FIELDS = frozenset(
         "sender_name",
         "payment_link",
         "notes",
+        "promised_date",
     }
 )
+
+
+def template_name(stage: int) -> str:
+    """``stage_07.txt``; a courtesy stage before the due date (-3) is ``stage_pre_03.txt``."""
+    return f"stage_{stage:02d}.txt" if stage > 0 else f"stage_pre_{-stage:02d}.txt"
 
 
 class TemplateLoadError(Exception):
@@ -78,8 +86,18 @@ def _split(source: str) -> tuple[str, str]:
     return first[len("Subject:") :].strip(), rest[1:]
 
 
+# What the statement template (one client's due invoices in one email) may read. Each of
+# `invoices` has invoice_id, due_date, days_overdue, stage, balance_formatted, currency and
+# payment_link; each of `totals` has currency and balance_formatted.
+STATEMENT_FIELDS = frozenset(
+    {"name", "client_name", "stage", "days_overdue", "invoices", "totals", "sender_name"}
+)
+STATEMENT_FILE = "statement.txt"
+
+
 class TemplateSet:
-    """The six (or configured) stage templates, compiled once and linted at load."""
+    """The six (or configured) stage templates and the statement template, compiled once and
+    linted at load."""
 
     def __init__(self, directory: Path, stages: Sequence[int]) -> None:
         self.directory = directory
@@ -94,10 +112,11 @@ class TemplateSet:
         self.templates: dict[int, StageTemplate] = {}
         self._compiled: dict[int, tuple[Template, Template]] = {}
         for stage in stages:
-            self._load(stage)
+            self.templates[stage] = self._load(stage, template_name(stage), MERGE_FIELDS)
+        self.statement = self._load(0, STATEMENT_FILE, STATEMENT_FIELDS)
 
-    def _load(self, stage: int) -> None:
-        path = self.directory / f"stage_{stage:02d}.txt"
+    def _load(self, stage: int, name: str, allowed: frozenset[str]) -> StageTemplate:
+        path = self.directory / name
         source = ""
         error: str | None = None
         fields: frozenset[str] = frozenset()
@@ -107,7 +126,7 @@ class TemplateSet:
             used: set[str] = set()
             for part in (subject, body):
                 used |= meta.find_undeclared_variables(self._env.parse(part))
-            unknown = sorted(used - MERGE_FIELDS)
+            unknown = sorted(used - allowed)
             if unknown:
                 raise ValueError(f"unknown merge field(s): {', '.join(unknown)}")
             fields = frozenset(used)
@@ -123,7 +142,7 @@ class TemplateSet:
             error = f"{path.name}: {exc.__class__.__name__}: {exc}"
         except ValueError as exc:
             error = f"{path.name}: {exc}"
-        self.templates[stage] = StageTemplate(stage, path, source, error, fields)
+        return StageTemplate(stage, path, source, error, fields)
 
     @property
     def errors(self) -> dict[int, str]:
@@ -138,6 +157,12 @@ class TemplateSet:
         """The merge fields the stage's template reads."""
         template = self.templates.get(stage)
         return template.fields if template is not None else frozenset()
+
+    def render_statement(self, fields: Mapping[str, object]) -> RenderedEmail:
+        """Render the statement template (its stage is 0: no reminder stage is)."""
+        if self.statement.error:
+            raise TemplateLoadError(self.statement.error)
+        return self.render(0, fields)
 
     def render(self, stage: int, fields: Mapping[str, object]) -> RenderedEmail:
         """Render one stage; raises TemplateLoadError for a stage whose template is broken."""
@@ -177,14 +202,18 @@ def merge_fields(
     locale = settings.locale
     currency = invoice.currency
     paid = bool(invoice.amount_paid)
+    money = cache(lambda: format_money(invoice.amount, currency, locale))
     values: dict[str, Callable[[], object]] = {
         "name": lambda: invoice.client_name,
         "client_name": lambda: invoice.client_name,
         "invoice_id": lambda: invoice.invoice_id,
         "amount": lambda: format_number(invoice.amount, locale),
-        "amount_formatted": lambda: format_money(invoice.amount, currency, locale),
+        "amount_formatted": money,
         "balance": lambda: format_number(invoice.balance, locale),
-        "balance_formatted": lambda: format_money(invoice.balance, currency, locale),
+        # Most invoices have no payment yet: their balance is the amount, formatted once.
+        "balance_formatted": (
+            (lambda: format_money(invoice.balance, currency, locale)) if paid else money
+        ),
         "currency": lambda: currency,
         "due_date": lambda: format_date(invoice.due_date, locale),
         "sent_date": lambda: format_date(invoice.sent_date, locale) if invoice.sent_date else "",
@@ -194,5 +223,53 @@ def merge_fields(
         "sender_name": lambda: settings.sender_name,
         "payment_link": lambda: payment_link,
         "notes": lambda: invoice.notes,
+        "promised_date": lambda: (
+            format_date(invoice.promised_date, locale) if invoice.promised_date else ""
+        ),
     }
     return {name: value() for name, value in values.items() if only is None or name in only}
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One invoice of a statement: the invoice, how late it is, its stage and payment link."""
+
+    invoice: Invoice
+    days_overdue: int
+    stage: int
+    payment_link: str = ""
+
+
+def statement_fields(lines: Sequence[StatementLine], settings: RenderSettings) -> dict[str, object]:
+    """The values the statement template sees: one client's invoices and totals per currency."""
+    locale = settings.locale
+    first = lines[0].invoice
+    totals: dict[str, Decimal] = {}
+    for line in lines:
+        currency = line.invoice.currency
+        totals[currency] = totals.get(currency, Decimal(0)) + line.invoice.balance
+    return {
+        "name": first.client_name,
+        "client_name": first.client_name,
+        "stage": max(line.stage for line in lines),
+        "days_overdue": max(line.days_overdue for line in lines),
+        "sender_name": settings.sender_name,
+        "invoices": [
+            {
+                "invoice_id": line.invoice.invoice_id,
+                "due_date": format_date(line.invoice.due_date, locale),
+                "days_overdue": line.days_overdue,
+                "stage": line.stage,
+                "currency": line.invoice.currency,
+                "balance_formatted": format_money(
+                    line.invoice.balance, line.invoice.currency, locale
+                ),
+                "payment_link": line.payment_link,
+            }
+            for line in lines
+        ],
+        "totals": [
+            {"currency": code, "balance_formatted": format_money(total, code, locale)}
+            for code, total in sorted(totals.items())
+        ],
+    }

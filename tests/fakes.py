@@ -16,6 +16,7 @@ from service.ports import (
     DraftKey,
     EntryState,
     LedgerEntry,
+    OutcomeUnknown,
     OutgoingDraft,
     SheetSnapshot,
     SinkError,
@@ -42,7 +43,7 @@ class FakeLedger:
 
     def __init__(self) -> None:
         self.entries: dict[DraftKey, LedgerEntry] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # claim_all claims under it
 
     def claim(
         self,
@@ -78,6 +79,30 @@ class FakeLedger:
                 return Claim(ClaimOutcome.CLAIMED, entry, recovered=recovered)
             return Claim(ClaimOutcome.BUSY, entry)
 
+    def claim_all(
+        self,
+        keys: Sequence[DraftKey],
+        *,
+        now: dt.datetime,
+        lease_seconds: float,
+        request_key: str | None = None,
+    ) -> list[Claim]:
+        """Claim every key or none, as one transaction (the others then answer BUSY)."""
+        with self._lock:
+            before = dict(self.entries)
+            ordered = sorted(set(keys), key=lambda k: (k.scope, k.invoice_id, k.stage))
+            claims = {k: self.claim(k, now=now, lease_seconds=lease_seconds,
+                                    request_key=request_key) for k in ordered}  # fmt: skip
+            if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
+                self.entries = before  # rolled back
+                claims = {
+                    k: c
+                    if c.outcome is not ClaimOutcome.CLAIMED
+                    else Claim(ClaimOutcome.BUSY, c.entry)
+                    for k, c in claims.items()
+                }
+            return [claims[k] for k in keys]
+
     def record_created(
         self,
         key: DraftKey,
@@ -106,6 +131,7 @@ class FakeLedger:
                 error=None,
                 subject=subject,
                 recipients=tuple(recipients),
+                mailbox=created.mailbox,
             )
             self.entries[key] = entry
             return entry
@@ -156,8 +182,13 @@ class FakeSink:
         self.drafts: list[OutgoingDraft] = []
         self.ids: dict[str, CreatedDraft] = {}
         self.failures: list[Exception] = []  # raised (first in, first out) by create()
+        self.find_failures: list[Exception] = []  # raised (first in, first out) by find()
+        self.answers_lost = 0  # the next creates store the draft, then raise OutcomeUnknown
         self.create_calls = 0
         self.find_calls = 0
+        self.in_drafts_calls = 0
+        self.sent: set[str] = set()  # draft ids the bookkeeper sent (they left Drafts)
+        self.mailbox: str | None = None
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         self.create_calls += 1
@@ -166,13 +197,28 @@ class FakeSink:
         self.drafts.append(draft)
         n = len(self.drafts)
         thread = draft.thread.thread_id if draft.thread and draft.thread.thread_id else f"t{n}"
-        created = CreatedDraft(f"d{n}", f"m{n}", thread, draft.rfc_message_id, f"https://x/{n}")
+        created = CreatedDraft(
+            f"d{n}", f"m{n}", thread, draft.rfc_message_id, f"https://x/{n}", self.mailbox
+        )
         self.ids[draft.key.header_value()] = created
+        if self.answers_lost:  # Gmail's 500 after storing: the draft exists, nobody was told
+            self.answers_lost -= 1
+            raise OutcomeUnknown("stored, but the answer was lost", code="gmail_outcome_unknown")
         return created
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
         self.find_calls += 1
+        if self.find_failures:
+            raise self.find_failures.pop(0)
         return self.ids.get(draft.key.header_value())
+
+    def in_drafts(self, entry: LedgerEntry) -> bool:
+        self.in_drafts_calls += 1
+        return entry.draft_id in {c.draft_id for c in self.ids.values()} - self.sent
+
+    def send(self, draft_id: str) -> None:
+        """The bookkeeper sent it: it left Drafts."""
+        self.sent.add(draft_id)
 
     def keys(self) -> list[str]:
         return [d.key.header_value() for d in self.drafts]

@@ -18,7 +18,7 @@ test.after(async () => { if (api) await api.stop(); });
 
 function addon(spreadsheet, extra) {
   return createAddonEnv(Object.assign({
-    spreadsheet, now: NOW, userProperties: { IC_API_URL: api.url, IC_API_KEY: api.apiKey },
+    spreadsheet, now: NOW, userProperties: { IC_API_URL: api.origin, IC_API_KEY: api.apiKey }, network: api.network,
   }, extra || {}));
 }
 
@@ -43,7 +43,7 @@ test('preview sends each row keyed by its header, dates as YYYY-MM-DD in the she
   const body = sent[0].body;
   assert.deepEqual({ today: body.today, timezone: body.timezone, scope: body.scope }, { today: '2026-11-24', timezone: 'UTC', scope: 'preview-utc' });
   assert.equal(sent[0].headers.Authorization, 'Bearer testkey');
-  assert.equal(sent[0].headers['X-Google-Access-Token'], 'ya29.fake-user-token');
+  assert.equal(sent[0].headers['X-Google-Access-Token'], undefined, 'a preview gets no Google token');
   const first = body.invoices.find((i) => i.invoice_id === 'INV-1001');
   assert.equal(first.row, 2);
   assert.equal(first.due_date, '2026-11-16');
@@ -76,13 +76,13 @@ test('a spreadsheet in Pacific/Auckland sends Auckland dates and Auckland\'s tod
 
 test('a wrong API key is reported in plain words', (t) => {
   if (!needRoute(t, api, 'plan')) return;
-  const { call } = createAddonEnv({ spreadsheet: exampleSpreadsheet('UTC'), now: NOW, userProperties: { IC_API_URL: api.url, IC_API_KEY: 'wrong' } });
+  const { call } = createAddonEnv({ spreadsheet: exampleSpreadsheet('UTC'), now: NOW, userProperties: { IC_API_URL: api.origin, IC_API_KEY: 'wrong' }, network: api.network });
   const run = call('beginRun', 'preview');
   assert.throws(() => call('runChunk', run, 0), /did not accept the API key/);
-  const check = call('testConnection', { apiUrl: api.url });
+  const check = call('testConnection', { apiUrl: api.origin });
   assert.equal(check.ok, false);
   assert.match(check.message, /did not accept the API key/);
-  if (api.routes.templates) assert.equal(call('testConnection', { apiUrl: api.url, apiKey: api.apiKey }).ok, true);
+  if (api.routes.templates) assert.equal(call('testConnection', { apiUrl: api.origin, apiKey: api.apiKey }).ok, true);
 });
 
 test('Generate drafts due invoices, writes stage, date and a linked status next to each, and touches nothing else', (t) => {
@@ -97,7 +97,7 @@ test('Generate drafts due invoices, writes stage, date and a linked status next 
   assert.ok(drafted.length >= 5, 'the example has several invoices due');
   assert.ok(drafted.every((r) => r.draft_url), 'every drafted row links to its draft');
   assert.equal(api.drafts().length - draftsBefore, drafted.length, 'one Maildir draft per drafted row');
-  assert.deepEqual(env.fetches.map((f) => f.url.replace(api.url, '')), ['/v1/drafts']);
+  assert.deepEqual(env.fetches.map((f) => f.url.replace(api.origin, '')), ['/v1/drafts']);
   assert.ok(env.fetches[0].headers['Idempotency-Key']);
 
   const cStage = col(sheet, 'last_stage_sent');
@@ -166,12 +166,13 @@ test('the daily trigger generates the same drafts and records its outcome in rem
   const sheet = ss.getSheetByName('Invoices');
   const { env, call } = addon(ss);
   call('installDailyTrigger');
-  const outcome = call(env.triggers[0].handler, { authMode: 'FULL', triggerUid: '1' });
+  const [trigger] = ss.project.triggersOf(env.user.email);
+  const outcome = call(trigger.handler, { authMode: 'FULL', triggerUid: trigger.id });
   assert.equal(outcome.finished, true);
   assert.ok(outcome.drafted > 0);
   const row = sheet.snapshot().findIndex((line) => line[0].value === 'INV-1001') + 1;
   assert.match(sheet.value(row, col(sheet, 'reminder_status')), /\(daily run\)$/);
-  const record = JSON.parse(env.stores.document.get('IC_LAST_DAILY_RUN'));
+  const record = JSON.parse(ss.project.docGet('IC_LAST_DAILY_RUN'));
   assert.equal(record.drafted, outcome.drafted);
 });
 

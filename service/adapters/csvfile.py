@@ -2,9 +2,9 @@
 
 A bookkeeper's file is theirs: a write-back changes only the output cells of the rows whose
 values changed and keeps every other byte (quoting, line endings, BOM, column and row order).
-The stdlib ``csv`` module cannot promise that (it re-quotes and normalises line endings), so
-this module tokenises the text itself and keeps the span of every field; edits splice new
-field text into the original text.
+The stdlib ``csv`` module cannot promise that (its reader drops each field's raw text, its
+writer re-quotes and normalises line endings), so this module tokenises the text itself,
+keeping every field's raw text, and replaces only the fields a write-back changes.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import stat
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
 from service.ports import SheetSnapshot, SourceRow, WriteBack
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
+_OUTPUT_KEYS = frozenset(normalize_header(name) for name in OUTPUT_FIELDS)
 
 
 class CsvSourceError(Exception):
@@ -42,90 +42,60 @@ class FileInUseError(CsvSourceError):
     """A spreadsheet application has the file open; its next save would undo the write-back."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Field:
-    start: int  # span of the field's raw text (quotes included) in the decoded text
-    end: int
-    value: str
-    quoted: bool
+class _Record(NamedTuple):
+    raw: list[str]  # each field's text as in the file, quotes included
+    values: list[str]  # each field's value, as the csv module reads it
+    end: str  # the line terminator: '\r\n', '\n', '\r', or '' at the end of the file
+
+    def value(self, col: int | None) -> str:
+        return self.values[col] if col is not None and col < len(self.values) else ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    fields: tuple[_Field, ...]
-    end: int  # where the content ends: its line terminator (or the end of the file) starts here
-
-    @property
-    def blank(self) -> bool:
-        return all(not f.value for f in self.fields)
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    prefix: bytes  # the BOM, kept byte for byte
-    text: str
-    records: tuple[_Record, ...]
-
-    @property
-    def headers(self) -> tuple[str, ...]:
-        return tuple(f.value for f in self.records[0].fields) if self.records else ()
+# A quoted field: '"', pairs of '""' or non-quotes (unrolled so it cannot backtrack badly), the
+# closing quote (absent only at the end of the file), then any stray text up to the next comma,
+# kept as the csv module keeps it ('"a"b' reads as 'ab'). Anything else is a bare field up to
+# the comma or the line end; a quote inside it is literal. A line ends at '\r\n', '\n' or a
+# lone '\r' (old Mac files).
+_FIELD = re.compile(
+    r'(?:"(?P<inner>[^"]*(?:""[^"]*)*)"?(?P<tail>[^,\r\n]*)|(?P<bare>[^,\r\n]*))'
+    r"(?P<sep>,|\r\n|\r|\n|\Z)"
+)
 
 
-@lru_cache(maxsize=8)
-def _field_pattern(delimiter: str) -> re.Pattern[str]:
-    d = re.escape(delimiter)
-    # A quoted field: '"', pairs of '""' or non-quotes (unrolled so it cannot backtrack badly),
-    # the closing quote (absent only at the end of the file), then any stray text up to the
-    # next delimiter, kept as the csv module keeps it ('"a"b' reads as 'ab'). Anything else is
-    # a bare field up to the delimiter or the line end; a quote inside it is literal.
-    return re.compile(
-        rf'"(?P<inner>[^"]*(?:""[^"]*)*)"?(?P<tail>[^{d}\r\n]*)|(?P<bare>[^{d}\r\n]*)'
-    )
-
-
-def _tokenize(text: str, delimiter: str) -> tuple[_Record, ...]:
-    """Split CSV text into records of fields with their spans (RFC 4180, leniently)."""
-    pattern = _field_pattern(delimiter)
+def _tokenize(text: str) -> list[_Record]:
+    """Split CSV text into records of fields, raw and read (RFC 4180, leniently)."""
     records: list[_Record] = []
-    pos, size = 0, len(text)
-    while pos < size:
-        fields: list[_Field] = []
-        while True:
-            match = pattern.match(text, pos)
-            assert match is not None  # the bare alternative matches the empty string
-            bare = match.group("bare")
-            if bare is not None:
-                fields.append(_Field(pos, match.end(), bare, False))
-            else:
-                value = match.group("inner").replace('""', '"') + match.group("tail")
-                fields.append(_Field(pos, match.end(), value, True))
-            pos = match.end()
-            if pos < size and text[pos] == delimiter:
-                pos += 1
-                continue
-            break
-        records.append(_Record(tuple(fields), pos))
-        # The field stopped at the end of the file, '\r\n', '\n' or a lone '\r' (old Mac files).
-        pos += 2 if text.startswith("\r\n", pos) else 1
-    return tuple(records)
+    raw: list[str] = []
+    values: list[str] = []
+    pos = 0
+    while pos < len(text) or raw:
+        match = _FIELD.match(text, pos)
+        assert match is not None  # every field ends at a comma, a line end or the end
+        bare = match["bare"]
+        raw.append(text[pos : match.start("sep")])
+        values.append(
+            bare if bare is not None else match["inner"].replace('""', '"') + match["tail"]
+        )
+        pos = match.end()
+        if match["sep"] != ",":
+            records.append(_Record(raw, values, match["sep"]))
+            raw, values = [], []
+    return records
 
 
-def _render(value: str, delimiter: str, *, quote: bool) -> str:
+def _render(value: str, *, quote: bool) -> str:
     """A field's raw text: quoted when asked (to match its neighbours) or when it must be."""
-    if quote or any(c in value for c in (delimiter, '"', "\r", "\n")):
+    if quote or any(c in value for c in ',"\r\n'):
         return '"' + value.replace('"', '""') + '"'
     return value
 
 
 def _output_cells(update: WriteBack) -> dict[str, str]:
+    status = update.reminder_status
     cells = {
         "last_stage_sent": "" if update.last_stage_sent is None else str(update.last_stage_sent),
         "last_sent_at": "" if update.last_sent_at is None else update.last_sent_at.isoformat(),
-        "reminder_status": (
-            f"{update.reminder_status} — {update.reminder_url}"
-            if update.reminder_url
-            else update.reminder_status
-        ),
+        "reminder_status": f"{status} — {update.reminder_url}" if update.reminder_url else status,
     }
     for name, value in update.extra.items():
         if normalize_header(name) in _INPUT_KEYS:
@@ -135,102 +105,78 @@ def _output_cells(update: WriteBack) -> dict[str, str]:
     return cells
 
 
-def _splice(parsed: _Parsed, updates: Sequence[WriteBack], delimiter: str) -> tuple[str, int]:
+def _columns(names: Iterable[str]) -> dict[str, int]:
+    """Column number by name; of duplicated names the first counts, blank names none."""
+    columns: dict[str, int] = {}
+    for number, name in enumerate(names):
+        if name.strip():
+            columns.setdefault(name, number)
+    return columns
+
+
+def _splice(text: str, records: Sequence[_Record], updates: Sequence[WriteBack]) -> tuple[str, int]:
     """The new text with only changed output cells edited, and the number of rows changed."""
-    records = parsed.records
     if not records:
         raise CsvSourceError("the file has no header row")
-    columns: dict[str, int] = {}
-    for number, header in enumerate(parsed.headers):
-        key = normalize_header(header)
-        if key:
-            columns.setdefault(key, number)  # a duplicated header: the first one is the column
-
-    # Pass 1: what changes, by row and by normalised column name (missing columns read "").
-    changes: dict[int, dict[str, str]] = {}
+    columns = _columns(normalize_header(h) for h in records[0].values)
+    wanted: dict[int, dict[str, str]] = {}  # row -> normalised column -> value; last one wins
     names: dict[str, str] = {}  # normalised -> the name to give a column we must append
     for update in updates:
         if not 2 <= update.row <= len(records):
             raise ValueError(f"row {update.row} is not a data row (the file has {len(records)})")
-        fields = records[update.row - 1].fields
+        record = records[update.row - 1]
         for name, value in _output_cells(update).items():
             key = normalize_header(name)
-            col = columns.get(key)
-            current = fields[col].value if col is not None and col < len(fields) else ""
-            row_changes = changes.setdefault(update.row, {})
-            if value != current:
-                row_changes[key] = value
+            wanted.setdefault(update.row, {})[key] = value
+            if value != record.value(columns.get(key)):  # a missing column reads ""
                 names.setdefault(key, name)
-            else:
-                row_changes.pop(key, None)  # a later update for the row restored the value
-    changes = {row: cells for row, cells in changes.items() if cells}
+    changes: dict[int, dict[str, str]] = {}
+    for row, cells in wanted.items():
+        changed = {k: v for k, v in cells.items() if v != records[row - 1].value(columns.get(k))}
+        if changed:
+            changes[row] = changed
     if not changes:
-        return parsed.text, 0
-
+        return text, 0
     # New columns go after the widest record, so cells beyond the header stay unnamed.
-    width = max(len(r.fields) for r in records)
+    width = max(len(r.values) for r in records)
     appended = [key for key in names if key not in columns]
-    for offset, key in enumerate(appended):
-        columns[key] = width + offset
-    edits: list[tuple[int, int, str]] = []  # (start, end, new raw text), spans of the old text
+    columns.update({key: width + offset for offset, key in enumerate(appended)})
     if appended:
-        new_headers = {columns[key]: names[key] for key in appended}
-        edits.append(_extend(records[0], new_headers, delimiter))
-    for row, row_changes in changes.items():
-        record = records[row - 1]
-        beyond: dict[int, str] = {}
-        for key, value in row_changes.items():
-            col = columns[key]
-            if col < len(record.fields):
-                old = record.fields[col]
-                edits.append((old.start, old.end, _render(value, delimiter, quote=old.quoted)))
-            else:
-                beyond[col] = value
-        if beyond:
-            edits.append(_extend(record, beyond, delimiter))
-
-    edits.sort(key=lambda edit: edit[0])
-    pieces: list[str] = []
-    pos = 0
-    for start, end, raw in edits:
-        pieces.append(parsed.text[pos:start])
-        pieces.append(raw)
-        pos = end
-    pieces.append(parsed.text[pos:])
-    return "".join(pieces), len(changes)
+        _put(records[0], {columns[key]: names[key] for key in appended})
+    for row, cells in changes.items():
+        _put(records[row - 1], {columns[key]: value for key, value in cells.items()})
+    return "".join(",".join(r.raw) + r.end for r in records), len(changes)
 
 
-def _extend(record: _Record, cells: Mapping[int, str], delimiter: str) -> tuple[int, int, str]:
-    """An insertion at the end of ``record`` adding cells up to the highest column given."""
+def _put(record: _Record, cells: Mapping[int, str]) -> None:
+    """Put ``cells`` (by column) into ``record``'s raw text; its other fields keep their bytes."""
     # A file written with every field quoted gets quoted new fields too.
-    quote = all(f.quoted for f in record.fields) and not record.blank
-    last = max(cells)
-    raw = "".join(
-        delimiter + _render(cells.get(col, ""), delimiter, quote=quote)
-        for col in range(len(record.fields), last + 1)
-    )
-    return record.end, record.end, raw
+    quote = all(r.startswith('"') for r in record.raw) and any(record.values)
+    width = len(record.raw)
+    record.raw.extend([_render("", quote=quote)] * (max(cells) + 1 - width))
+    for col, value in cells.items():
+        quoted = record.raw[col].startswith('"') if col < width else quote
+        record.raw[col] = _render(value, quote=quoted)
+
+
+def file_scope(path: str | os.PathLike[str]) -> str:
+    """The ledger scope of a local invoices file: ``file:`` and its name, wherever it lives."""
+    # Until 2026-12 it was `file:<absolute path>`; the name is that path's last part, so an
+    # older ledger's scopes map onto these by their name alone.
+    return f"file:{Path(path).name}"
 
 
 class CsvFileSource:
     """An InvoiceSource over a local CSV file (``INVOICES_FILE``)."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        encoding: str = "utf-8",
-        scope: str | None = None,
-        delimiter: str = ",",
-    ) -> None:
-        if len(delimiter) != 1 or delimiter in '"\r\n':
-            raise ValueError(f"{delimiter!r} cannot be a CSV delimiter")
+    def __init__(self, path: str | os.PathLike[str], *, encoding: str = "utf-8") -> None:
         self.path = Path(os.path.abspath(path))
-        self.scope = scope if scope is not None else f"file:{self.path}"
+        # The ledger keys drafts by scope: the file's name, not its path, so moving the file or
+        # mounting it elsewhere (a container's volume) does not make every invoice new again.
+        self.scope = file_scope(self.path)
         codec = codecs.lookup(encoding).name
         # UTF-8 with or without a BOM: the BOM is handled as bytes (see _parse), never by the codec.
         self._encoding = "utf-8" if codec in ("utf-8", "utf-8-sig") else codec
-        self._delimiter = delimiter
         # sha256 of the bytes each live snapshot was read from, by id(snapshot): snapshots are
         # frozen port types with no room for it, and a finalizer drops the entry with them.
         self._digests: dict[int, bytes] = {}
@@ -238,9 +184,10 @@ class CsvFileSource:
 
     def read(self) -> SheetSnapshot:
         """One read of every row; values are the cells' text exactly as in the file."""
-        data = self._real_path().read_bytes()
-        parsed = self._parse(data)
-        snapshot = SheetSnapshot(scope=self.scope, headers=parsed.headers, rows=self._rows(parsed))
+        data = self.path.read_bytes()
+        _, records = self._parse(data)
+        headers = tuple(records[0].values) if records else ()
+        snapshot = SheetSnapshot(scope=self.scope, headers=headers, rows=_rows(records))
         self._remember(snapshot, data)
         return snapshot
 
@@ -251,33 +198,40 @@ class CsvFileSource:
         if not updates:
             return 0
         with self._write_lock:
-            return self._write_back(snapshot, updates)
+            # Write through a symlink to its target: os.replace on the link would replace the link.
+            real = Path(os.path.realpath(self.path))
+            data = real.read_bytes()
+            text, records = self._parse(data)
+            digest = self._digests.get(id(snapshot))
+            if digest is None:
+                # A snapshot this object did not read (another request, another process): the
+                # rows it describes must still be there, unchanged outside the cells written.
+                if _unwritten(snapshot.rows, updates) != _unwritten(_rows(records), updates):
+                    raise FileChangedError(f"{self.path} differs from the snapshot; read it again")
+            elif digest != hashlib.sha256(data).digest():
+                raise FileChangedError(f"{self.path} changed since it was read; read it again")
+            new_text, written = _splice(text, records, updates)
+            if not written:
+                return 0
+            # LibreOffice and Excel leave these owner files beside a file they have open; writing
+            # now would be undone by the bookkeeper's next save.
+            for name in (f".~lock.{real.name}#", f"~${real.name}"):
+                if (real.parent / name).exists():
+                    raise FileInUseError(
+                        f"{self.path} is open in a spreadsheet application ({name} exists): "
+                        "close it (or delete a stale lock file) and run again"
+                    )
+            bom = _UTF8_BOM if self._encoding == "utf-8" and data.startswith(_UTF8_BOM) else b""
+            new_data = bom + new_text.encode(self._encoding)
+            _replace_atomically(real, new_data, expected=data)
+            # Our own edit is not a concurrent one: the snapshot may be written back to again.
+            self._remember(snapshot, new_data)
+            return written
 
-    def _write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
-        real = self._real_path()
-        data = real.read_bytes()
-        parsed = self._parse(data)
-        self._check_unchanged(snapshot, data, parsed, updates)
-        text, written = _splice(parsed, updates, self._delimiter)
-        if not written:
-            return 0
-        self._check_not_open(real)
-        new_data = parsed.prefix + text.encode(self._encoding)
-        _replace_atomically(real, new_data, expected=data)
-        # Our own edit is not a concurrent one: the snapshot may be written back to again.
-        self._remember(snapshot, new_data)
-        return written
-
-    # -- internals ----------------------------------------------------------------------------
-    def _real_path(self) -> Path:
-        # Write through a symlink to its target: os.replace on the link would replace the link.
-        return Path(os.path.realpath(self.path))
-
-    def _parse(self, data: bytes) -> _Parsed:
-        prefix = b""
-        if self._encoding == "utf-8" and data.startswith(_UTF8_BOM):
-            # Strip the BOM ourselves and keep it, so the write gives back exactly what was read.
-            prefix, data = _UTF8_BOM, data[len(_UTF8_BOM) :]
+    def _parse(self, data: bytes) -> tuple[str, list[_Record]]:
+        if self._encoding == "utf-8":
+            # Strip the BOM ourselves (write_back puts it back), so bytes round-trip exactly.
+            data = data.removeprefix(_UTF8_BOM)
         try:
             text = data.decode(self._encoding)
         except UnicodeDecodeError as exc:
@@ -285,22 +239,7 @@ class CsvFileSource:
                 f"{self.path} is not valid {self._encoding} at byte {exc.start}: "
                 "set the file's encoding"
             ) from None
-        return _Parsed(prefix, text, _tokenize(text, self._delimiter))
-
-    @staticmethod
-    def _rows(parsed: _Parsed) -> tuple[SourceRow, ...]:
-        columns: dict[str, int] = {}
-        for number, header in enumerate(parsed.headers):
-            if header.strip():
-                columns.setdefault(header, number)
-        rows = []
-        for number, record in enumerate(parsed.records[1:], start=2):
-            if record.blank:
-                continue  # an empty line is an empty sheet row: it keeps its number, not a row
-            fields = record.fields
-            values = {h: fields[c].value if c < len(fields) else "" for h, c in columns.items()}
-            rows.append(SourceRow(row=number, values=values))
-        return tuple(rows)
+        return text, _tokenize(text)
 
     def _remember(self, snapshot: SheetSnapshot, data: bytes) -> None:
         key = id(snapshot)
@@ -308,41 +247,26 @@ class CsvFileSource:
             weakref.finalize(snapshot, self._digests.pop, key, None)
         self._digests[key] = hashlib.sha256(data).digest()
 
-    def _check_unchanged(
-        self,
-        snapshot: SheetSnapshot,
-        data: bytes,
-        parsed: _Parsed,
-        updates: Sequence[WriteBack],
-    ) -> None:
-        digest = self._digests.get(id(snapshot))
-        if digest is not None:
-            if hashlib.sha256(data).digest() != digest:
-                raise FileChangedError(f"{self.path} changed since it was read; read it again")
-            return
-        # A snapshot this object did not read (another request, another process): the rows it
-        # describes must still be there, unchanged outside the cells being written.
-        written = {normalize_header(n) for u in updates for n in _output_cells(u)}
-        written |= {normalize_header(n) for n in OUTPUT_FIELDS}
 
-        def visible(rows: Sequence[SourceRow]) -> list[tuple[int, dict[str, object]]]:
-            return [
-                (r.row, {h: v for h, v in r.values.items() if normalize_header(h) not in written})
-                for r in rows
-            ]
+def _unwritten(
+    rows: Sequence[SourceRow], updates: Sequence[WriteBack]
+) -> list[tuple[int, dict[str, object]]]:
+    """Each row without its output cells and the cells ``updates`` would write."""
+    written = _OUTPUT_KEYS | {normalize_header(n) for u in updates for n in _output_cells(u)}
+    return [
+        (r.row, {h: v for h, v in r.values.items() if normalize_header(h) not in written})
+        for r in rows
+    ]
 
-        if visible(snapshot.rows) != visible(self._rows(parsed)):
-            raise FileChangedError(f"{self.path} differs from the snapshot; read it again")
 
-    def _check_not_open(self, real: Path) -> None:
-        # LibreOffice and Excel leave these owner files beside a file they have open; writing
-        # now would be undone by the bookkeeper's next save.
-        for name in (f".~lock.{real.name}#", f"~${real.name}"):
-            if (real.parent / name).exists():
-                raise FileInUseError(
-                    f"{self.path} is open in a spreadsheet application ({name} exists): close "
-                    "it (or delete a stale lock file) and run again"
-                )
+def _rows(records: Sequence[_Record]) -> tuple[SourceRow, ...]:
+    columns = _columns(records[0].values) if records else {}
+    return tuple(
+        SourceRow(row=number, values={h: record.value(c) for h, c in columns.items()})
+        for number, record in enumerate(records[1:], start=2)
+        # An empty line is an empty sheet row: it keeps its number but is no invoice.
+        if any(record.values)
+    )
 
 
 def _replace_atomically(path: Path, data: bytes, *, expected: bytes) -> None:
@@ -360,17 +284,12 @@ def _replace_atomically(path: Path, data: bytes, *, expected: bytes) -> None:
             raise FileChangedError(f"{path} changed while it was being written; read it again")
         os.replace(tmp, path)
     except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
     # Makes the rename itself durable; some platforms cannot open a directory, which is fine.
     with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fsync(dir_fd)
         finally:
-            os.close(fd)
+            os.close(dir_fd)

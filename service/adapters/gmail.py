@@ -1,27 +1,27 @@
-"""The Gmail draft sink: ``users.drafts.create`` with pacing, backoff and crash-safe adoption.
+"""The Gmail draft sink: ``users.drafts.create`` paced to the mailbox's quota, never sent twice.
 
-Exactly-once is shared with the caller. ``drafts.create`` is not idempotent at Gmail: sending
-it twice makes two drafts. The ledger flow (DESIGN §7) reserves a key before ``create`` and, on
-recovery from a crash, calls ``find`` to adopt a draft made earlier. Inside ``create`` the same
-rule applies to our own retries: after an attempt whose outcome is unknown (the connection
-dropped, timed out, or Gmail answered 5xx — Gmail may have stored the draft anyway) the sink
-looks for the draft with ``find`` before it sends ``create`` again. Rejections that store
-nothing (429, 403 rate limits) are retried directly. Residual risk: Gmail's search index is
-near-real-time, not transactional; the backoff before the look-up gives it time, and the
-ledger's own recovery (``find`` on the next run) catches what a fast retry might miss.
+``drafts.create`` is not idempotent: sent twice, it makes two drafts. So ``create`` sends it
+again only after a failure that certainly stored nothing (a 429 or 403 rate limit, a connection
+never made). After one whose outcome is unknown — a 5xx, a timeout, a dropped connection — it
+raises OutcomeUnknown: the ledger keeps the key reserved, and a call that finds the lease
+expired reconciles it with ``find``. Looking at once would not do: Gmail's search index lags its
+store, so a search a second after the failure misses a draft Gmail did keep.
 
-``find`` searches ``to:<first recipient> subject:"<subject>"`` and confirms a hit by the
-``X-Invoice-Collector-Key`` header via ``drafts.get(format=metadata)`` — ``messages.get`` would
-allow ``metadataHeaders`` but is outside the ``gmail.compose`` scope, and ``drafts.get`` has no
-such parameter, so it returns every header.
+``find`` searches ``to:<first recipient> subject:"<subject>"``, then, in case the index still
+lags, reads the newest drafts themselves (``drafts.list`` without ``q`` is not a search). A hit
+is confirmed by the ``X-Invoice-Collector-Key`` header via ``drafts.get(format=metadata)``,
+which returns every header (``messages.get`` could filter them but is outside the
+``gmail.compose`` scope).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -38,22 +38,24 @@ from service.adapters.google_api import (
     error_details,
     is_rate_limited,
     normalise_endpoint,
-    pacer_for,
 )
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
-from service.ports import AuthorizationError, CreatedDraft, OutgoingDraft, SinkError
+from service.ports import (
+    AuthorizationError,
+    CreatedDraft,
+    LedgerEntry,
+    OutcomeUnknown,
+    OutgoingDraft,
+    SinkError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_HEADER = "X-Invoice-Collector-Key"
-# Quota units per call (Gmail's published per-method costs).
+# Quota units per call (Gmail's published per-method costs): create 10, list and get 5.
 CREATE_UNITS = 10
-LIST_UNITS = 5
-GET_UNITS = 5
-# 15,000 units per user per minute / 10 units per create = 25/s. Gmail counts a rolling window,
-# so a steady 25/s plus any burst lands some windows over the quota: pace 2% under it.
-DRAFTS_PER_SECOND = 24.5
+READ_UNITS = 5
 GMAIL_RETRY = RetryPolicy()  # the shared defaults: 8 tries within 60 s
 _AUTH_REASONS = frozenset({"authError", "insufficientPermissions", "forbidden"})
 
@@ -73,7 +75,9 @@ def _classify(exc: Exception) -> _Transient:
         raise AuthorizationError() from exc
     if isinstance(exc, google.auth.exceptions.TransportError):
         return _Transient("token refresh could not reach Google", ambiguous=False)
-    if isinstance(exc, TransportFailure | TimeoutError | ConnectionError):
+    if isinstance(exc, TransportFailure):
+        return _Transient("connection to Gmail failed", ambiguous=exc.sent)
+    if isinstance(exc, TimeoutError | ConnectionError):
         return _Transient("connection to Gmail failed", ambiguous=True)
     if not isinstance(exc, HttpError):
         raise exc
@@ -98,6 +102,16 @@ def _classify(exc: Exception) -> _Transient:
     ) from exc
 
 
+def _not_found(exc: SinkError) -> bool:
+    return isinstance(exc.__cause__, HttpError) and exc.__cause__.resp.status == 404
+
+
+def _headers(reply: dict[str, Any]) -> dict[str, str]:
+    """A drafts.get(format=metadata) reply's headers by lower-case name."""
+    headers = (reply.get("message") or {}).get("payload", {}).get("headers") or []
+    return {str(h.get("name", "")).lower(): str(h.get("value", "")).strip() for h in headers}
+
+
 class GmailSink:
     """A DraftSink on the Gmail API (never sends; ``gmail.compose`` scope)."""
 
@@ -105,123 +119,123 @@ class GmailSink:
         self,
         credentials: GoogleCredentials | str,
         *,
+        pacer: Pacer,
         endpoint: str | None = None,
-        user_id: str = "me",
         mailbox: str | None = None,
-        drafts_per_second: float = DRAFTS_PER_SECOND,
         policy: RetryPolicy = GMAIL_RETRY,
-        timeout_s: float = 30.0,
         max_find_candidates: int = 20,
+        newest_drafts: int = 100,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``credentials``: a bare access token or a google-auth credential; ``endpoint``:
-        GMAIL_API_ENDPOINT (emulators, proxies); ``mailbox``: the pacing key, shared
-        process-wide (defaults to ``user_id``; pass the sender address when it is "me")."""
+        """``credentials``: a bare access token or a google-auth credential; ``pacer``: the
+        mailbox's quota, shared by every process; ``endpoint``: GMAIL_API_ENDPOINT (emulators,
+        proxies); ``mailbox``: the sender address (asked of Gmail when None); ``newest_drafts``:
+        how many of the newest drafts ``find`` reads when the search finds nothing."""
         creds = credentials_from(credentials)
-        self._service = build_service("gmail", "v1", creds, normalise_endpoint(endpoint))
-        self._http = ThreadLocalHttp(creds, timeout_s)
-        self._user_id = user_id
-        self._mailbox = mailbox or user_id
-        # A bucket of one create, not a second's worth: a full bucket on top of the steady rate is
-        # exactly the burst that tips a rolling window over the quota.
-        self._pacer: Pacer = pacer_for(
-            self._mailbox, drafts_per_second * CREATE_UNITS, burst_units=CREATE_UNITS
-        )
+        service = build_service("gmail", "v1", creds, normalise_endpoint(endpoint))
+        self._users = service.users()
+        self._drafts = self._users.drafts()
+        self._http = ThreadLocalHttp(creds)
+        self._address = mailbox
+        self._pacer = pacer
         self._policy = policy
         self._max_find_candidates = max_find_candidates
+        self._newest_drafts = newest_drafts
+        self._newest: dict[str, dict[str, Any]] | None = None  # key header -> drafts.get reply
+        self._newest_lock = threading.Lock()
         self._sleep = sleep
-        self._clock = clock
 
-    def close(self) -> None:
-        """Release pooled connections."""
-        self._http.close()
-
-    def __enter__(self) -> GmailSink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- DraftSink ------------------------------------------------------------------------------
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
-        """Create one draft; retry transient failures, looking for the draft before re-sending."""
-        deadline = self._clock() + self._policy.max_total_s
+        """Create one draft, retrying only failures that stored nothing; raises OutcomeUnknown
+        when Gmail may hold it."""
+        deadline = time.monotonic() + self._policy.max_total_s
         message: dict[str, Any] = {"raw": base64.urlsafe_b64encode(draft.raw).decode("ascii")}
         if draft.thread is not None and draft.thread.thread_id:
             message["threadId"] = draft.thread.thread_id
-        maybe_stored = False
 
         def attempt() -> CreatedDraft:
-            nonlocal maybe_stored
-            if maybe_stored:
-                found = self._find(draft, deadline)
-                if found is not None:
-                    log.info("gmail: adopted draft %s after an unanswered create", found.draft_id)
-                    return found
-            self._pacer.acquire(CREATE_UNITS)
+            self._pacer.acquire(self.mailbox, CREATE_UNITS)
             try:
-                reply = self._execute(
-                    self._drafts().create(userId=self._user_id, body={"message": message})
-                )
+                reply = self._execute(self._drafts.create(userId="me", body={"message": message}))
             except Exception as exc:
                 gone = isinstance(exc, HttpError) and exc.resp.status == 404
                 if gone and message.pop("threadId", None):
                     # The earlier reminder's thread is gone (deleted): start a new thread.
                     return attempt()
                 failure = _classify(exc)
-                # Once an attempt may have stored the draft, every later retry must look first.
-                maybe_stored = maybe_stored or failure.ambiguous
+                if failure.ambiguous:
+                    raise OutcomeUnknown(
+                        f"Gmail: {failure}; the draft may exist", code="gmail_outcome_unknown"
+                    ) from exc
                 raise failure from exc
             return self._created(draft, reply)
 
-        try:
-            return self._retrying(attempt, deadline)
-        except SinkError as exc:
-            if maybe_stored and exc.code == "gmail_unavailable":
-                # Gmail may hold the draft: whoever retries must ``find`` before creating.
-                exc.code = "gmail_outcome_unknown"
-            raise
+        return self._retrying(attempt, deadline)
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
-        """Find a draft made earlier for ``draft.key`` (recipient + subject, confirmed by key)."""
-        return self._find(draft, self._clock() + self._policy.max_total_s)
+        """The draft made earlier for ``draft.key``, by a search on its recipient and subject,
+        else among the newest drafts; either confirmed by its key header."""
+        deadline = time.monotonic() + self._policy.max_total_s
+        wanted = draft.key.header_value()
+        if draft.to:
+            # Gmail's subject: search is word-based; quotes inside the phrase would end it early.
+            phrase = " ".join(draft.subject.replace('"', " ").split())
+            query = f'to:{draft.to[0]} subject:"{phrase}"'
+            for draft_id in self._listed(query, self._max_find_candidates, deadline):
+                reply = self._metadata(draft_id, deadline)
+                if reply is not None and _headers(reply).get(KEY_HEADER.lower()) == wanted:
+                    return self._created(draft, reply)
+        found = self._newest_by_key(deadline).get(wanted)
+        return None if found is None else self._created(draft, found)
 
-    # -- internals ------------------------------------------------------------------------------
-    def _drafts(self) -> Any:
-        return self._service.users().drafts()
+    @property
+    def mailbox(self) -> str:
+        """The address of the mailbox: GMAIL_SENDER, else asked of Gmail once (users.getProfile,
+        1 quota unit, unpaced: the pace is keyed by this address) — a sidebar user's token does
+        not say whose it is."""
+        if self._address is None:
+            profile = partial(self._users.getProfile, userId="me")
+            reply = self._read(profile, time.monotonic() + self._policy.max_total_s, units=0)
+            self._address = str(reply["emailAddress"])
+        return self._address
+
+    def in_drafts(self, entry: LedgerEntry) -> bool:
+        """True while the draft is in Drafts: Gmail answers 404 once it is sent or deleted."""
+        if not entry.draft_id:
+            return False
+        get = partial(self._drafts.get, userId="me", id=entry.draft_id, format="minimal")
+        try:
+            self._read(get, time.monotonic() + self._policy.max_total_s)
+        except SinkError as exc:
+            if _not_found(exc):
+                return False
+            raise
+        return True
 
     def _execute(self, request: Any) -> Any:
         # num_retries=0: the client's own retry loop would re-send creates blindly.
-        return request.execute(http=self._http.get(), num_retries=0)
+        return request.execute(http=self._http.http, num_retries=0)
 
-    def _created(
-        self, draft: OutgoingDraft, reply: dict[str, Any], rfc_message_id: str | None = None
-    ) -> CreatedDraft:
+    def _created(self, draft: OutgoingDraft, reply: dict[str, Any]) -> CreatedDraft:
         message = reply.get("message") or {}
         message_id = message.get("id")
+        # Gmail's web UI opens a draft's compose window from its message id; authuser picks
+        # the right account when several are signed in. Best effort: not an API guarantee.
+        account = quote(self.mailbox)
+        url = f"https://mail.google.com/mail/?authuser={account}#drafts?compose={message_id}"
         return CreatedDraft(
             draft_id=str(reply["id"]),
             message_id=message_id,
             thread_id=message.get("threadId"),
-            rfc_message_id=rfc_message_id or draft.rfc_message_id,
-            url=self._draft_url(message_id),
+            rfc_message_id=_headers(reply).get("message-id") or draft.rfc_message_id,
+            url=url if message_id else None,
+            mailbox=self.mailbox,
         )
-
-    def _draft_url(self, message_id: str | None) -> str | None:
-        # Gmail's web UI opens a draft's compose window from its message id; authuser picks
-        # the right account when several are signed in. Best effort: not an API guarantee.
-        if not message_id:
-            return None
-        account = f"?authuser={quote(self._mailbox)}" if "@" in self._mailbox else ""
-        return f"https://mail.google.com/mail/{account}#drafts?compose={message_id}"
 
     def _retrying(self, attempt: Callable[[], T], deadline: float) -> T:
         """``attempt()`` under the retry policy; giving up is a retryable SinkError."""
         try:
-            return self._policy.run(
-                attempt, sleep=self._sleep, clock=self._clock, deadline=deadline
-            )
+            return self._policy.run(attempt, sleep=self._sleep, deadline=deadline)
         except _Transient as failure:
             raise SinkError(
                 f"Gmail: {failure}; gave up after {failure.attempts} attempts",
@@ -229,11 +243,14 @@ class GmailSink:
                 code="gmail_unavailable",
             ) from failure
 
-    def _run(self, make_request: Callable[[], Any], units: int, deadline: float) -> Any:
+    def _read(
+        self, make_request: Callable[[], Any], deadline: float, units: int = READ_UNITS
+    ) -> Any:
         """Execute an idempotent call (list/get), retrying every transient failure."""
 
         def attempt() -> Any:
-            self._pacer.acquire(units)
+            if units:
+                self._pacer.acquire(self.mailbox, units)
             try:
                 return self._execute(make_request())
             except Exception as exc:
@@ -241,50 +258,47 @@ class GmailSink:
 
         return self._retrying(attempt, deadline)
 
-    def _find(self, draft: OutgoingDraft, deadline: float) -> CreatedDraft | None:
-        if not draft.to:
-            return None
-        # Gmail's subject: search is word-based; quotes inside the phrase would end it early.
-        phrase = " ".join(draft.subject.replace('"', " ").split())
-        query = f'to:{draft.to[0]} subject:"{phrase}"'
-        wanted = draft.key.header_value()
-        checked = 0
+    def _listed(self, query: str | None, limit: int, deadline: float) -> Iterator[str]:
+        """Up to ``limit`` draft ids, newest first: those ``query`` finds, or all of them."""
         page_token: str | None = None
-        while checked < self._max_find_candidates:
-
-            def search(token: str | None = page_token) -> Any:
-                return self._drafts().list(
-                    userId=self._user_id, q=query, maxResults=25, pageToken=token
-                )
-
-            listing = self._run(search, LIST_UNITS, deadline)
-            for item in listing.get("drafts") or []:
-                if checked >= self._max_find_candidates:
-                    break
-                checked += 1
-                found = self._confirm(draft, str(item["id"]), wanted, deadline)
-                if found is not None:
-                    return found
-            page_token = listing.get("nextPageToken")
-            if not page_token:
-                break
-        return None
-
-    def _confirm(
-        self, draft: OutgoingDraft, draft_id: str, wanted: str, deadline: float
-    ) -> CreatedDraft | None:
-        try:
-            reply = self._run(
-                lambda: self._drafts().get(userId=self._user_id, id=draft_id, format="metadata"),
-                GET_UNITS,
+        while limit > 0:
+            listing = self._read(
+                partial(
+                    self._drafts.list,
+                    userId="me",
+                    q=query,
+                    maxResults=min(limit, 100),
+                    pageToken=page_token,
+                ),
                 deadline,
             )
+            items = (listing.get("drafts") or [])[:limit]
+            limit -= len(items)
+            yield from (str(item["id"]) for item in items)
+            page_token = listing.get("nextPageToken")
+            if not page_token or not items:
+                return
+
+    def _metadata(self, draft_id: str, deadline: float) -> dict[str, Any] | None:
+        """drafts.get(format=metadata), or None when the draft is gone (sent or deleted)."""
+        get = partial(self._drafts.get, userId="me", id=draft_id, format="metadata")
+        try:
+            reply: dict[str, Any] = self._read(get, deadline)
         except SinkError as exc:
-            if isinstance(exc.__cause__, HttpError) and exc.__cause__.resp.status == 404:
-                return None  # deleted between list and get
+            if _not_found(exc):
+                return None
             raise
-        headers = (reply.get("message") or {}).get("payload", {}).get("headers") or []
-        values = {str(h.get("name", "")).lower(): str(h.get("value", "")) for h in headers}
-        if values.get(KEY_HEADER.lower(), "").strip() != wanted:
-            return None
-        return self._created(draft, reply, values.get("message-id") or None)
+        return reply
+
+    def _newest_by_key(self, deadline: float) -> dict[str, dict[str, Any]]:
+        """The newest drafts by key header, read once per sink (one request's worth of
+        reconciling): Gmail lists a draft at once, however far its search index lags."""
+        with self._newest_lock:
+            if self._newest is None:
+                newest: dict[str, dict[str, Any]] = {}
+                for draft_id in self._listed(None, self._newest_drafts, deadline):
+                    reply = self._metadata(draft_id, deadline)
+                    if reply is not None:
+                        newest.setdefault(_headers(reply).get(KEY_HEADER.lower(), ""), reply)
+                self._newest = newest
+            return self._newest

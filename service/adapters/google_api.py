@@ -9,30 +9,27 @@ Facts this module designs for (checked against the client library and Google's d
   adapter decide (``RequestsHttp``).
 * httplib2 objects are not thread-safe; the documented pattern is one ``Http`` per thread,
   passed to ``request.execute(http=...)``. ``ThreadLocalHttp`` does that.
-* Gmail allows 15,000 quota units per user per rolling minute; callers pace with ``Pacer``.
+* Gmail allows 15,000 quota units per user per rolling minute, however many processes spend
+  them: callers pace through a ``Pacer`` that every worker and instance shares.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import google.auth.credentials
 import google.oauth2.credentials
 import google_auth_httplib2
 import httplib2
 import requests
+import urllib3.exceptions
 from googleapiclient.discovery import build
 
 GoogleCredentials = google.auth.credentials.Credentials
 
 
-# ---------------------------------------------------------------------------------------------
-# Credentials and clients
-# ---------------------------------------------------------------------------------------------
 def credentials_from(credentials: GoogleCredentials | str) -> GoogleCredentials:
     """A credential object from either a bare access token or an existing credential."""
     if isinstance(credentials, str):
@@ -61,11 +58,16 @@ def build_service(
 
 
 class TransportFailure(httplib2.HttpLib2Error):  # type: ignore[misc]  # httplib2 is untyped
-    """The request may or may not have reached Google: connection refused, dropped or timed out.
+    """No answer from Google. ``sent``: the request may have reached it (dropped or timed out
+    after connecting); False when the connection was never made (refused, unresolved).
 
     Subclasses HttpLib2Error so google-auth's httplib2 adapter turns it into its own
     TransportError during token refresh.
     """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class RequestsHttp:
@@ -86,7 +88,6 @@ class RequestsHttp:
         body: bytes | str | None = None,
         headers: dict[str, str] | None = None,
         redirections: int = 5,
-        connection_type: object = None,
         **_: object,
     ) -> tuple[httplib2.Response, bytes]:
         """Send one request; return (httplib2.Response, body bytes) as httplib2 does."""
@@ -100,123 +101,36 @@ class RequestsHttp:
                 allow_redirects=redirections > 0,
             )
         except requests.RequestException as exc:
+            # urllib3 says why a connection failed in MaxRetryError.reason; refused, unresolved
+            # and connect timeouts are ConnectTimeoutErrors, raised before a byte is sent.
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            unsent = isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
             # Only the exception type: messages can carry URLs with query strings.
-            raise TransportFailure(f"{type(exc).__name__} talking to Google") from exc
-        fields: dict[str, str] = {k.lower(): v for k, v in reply.headers.items()}
-        fields.pop("content-encoding", None)  # requests already decoded the body
-        fields["status"] = str(reply.status_code)
-        response = httplib2.Response(fields)
+            message = f"{type(exc).__name__} talking to Google"
+            raise TransportFailure(message, sent=not unsent) from exc
+        # requests already decoded the body: its content-encoding no longer applies.
+        fields = {k.lower(): v for k, v in reply.headers.items() if k.lower() != "content-encoding"}
+        response = httplib2.Response({**fields, "status": str(reply.status_code)})
         response.reason = reply.reason
         return response, reply.content
 
-    def close(self) -> None:
-        """Close pooled connections."""
-        self.session.close()
+
+class ThreadLocalHttp(threading.local):
+    """``.http``: this thread's authorised transport (httplib2-style objects are not thread-safe;
+    ``threading.local`` re-runs ``__init__`` in each thread that first touches the object)."""
+
+    def __init__(self, credentials: GoogleCredentials) -> None:
+        self.http = google_auth_httplib2.AuthorizedHttp(credentials, http=RequestsHttp())
 
 
-class ThreadLocalHttp:
-    """One authorised transport per thread (httplib2-style objects are not thread-safe)."""
+class Pacer(Protocol):
+    """Spaces the calls on one mailbox to its quota across every worker and instance."""
 
-    def __init__(self, credentials: GoogleCredentials, timeout_s: float) -> None:
-        self._credentials = credentials
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self._all: list[RequestsHttp] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        """This thread's AuthorizedHttp (adds the bearer token, refreshes on 401)."""
-        authed = getattr(self._local, "http", None)
-        if authed is None:
-            raw = RequestsHttp(self._timeout_s)
-            with self._lock:
-                self._all.append(raw)
-            authed = google_auth_httplib2.AuthorizedHttp(self._credentials, http=raw)
-            self._local.http = authed
-        return authed
-
-    def close(self) -> None:
-        """Close every thread's connections."""
-        with self._lock:
-            for raw in self._all:
-                raw.close()
-            self._all.clear()
-        self._local = threading.local()
+    def acquire(self, mailbox: str, units: float) -> float:
+        """Wait until ``units`` of ``mailbox``'s quota are free; return the seconds waited."""
+        ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Pacing
-# ---------------------------------------------------------------------------------------------
-class Pacer:
-    """A thread-safe token bucket in quota units: ``acquire(n)`` blocks until n units are free."""
-
-    def __init__(
-        self,
-        units_per_second: float,
-        burst_units: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
-        self.configure(units_per_second, burst_units)
-        self._tokens = self._burst
-        self._stamp = clock()
-
-    def configure(self, units_per_second: float, burst_units: float | None = None) -> None:
-        """Change the rate (and bucket size, default one second's worth)."""
-        if units_per_second <= 0:
-            raise ValueError("units_per_second must be positive")
-        with self._lock:
-            self._rate = units_per_second
-            self._burst = burst_units if burst_units is not None else units_per_second
-            if hasattr(self, "_tokens"):
-                self._tokens = min(self._tokens, self._burst)
-
-    @property
-    def rate(self) -> float:
-        """Units per second."""
-        return self._rate
-
-    def acquire(self, units: float) -> float:
-        """Take ``units``, sleeping as needed; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-                self._stamp = now
-                # A request bigger than the bucket waits for a full bucket, then overdraws.
-                need = min(units, self._burst)
-                # The epsilon stops float rounding from leaving a sliver that never refills.
-                if self._tokens >= need - 1e-9:
-                    self._tokens -= units
-                    return waited
-                delay = (need - self._tokens) / self._rate
-            self._sleep(delay)
-            waited += delay
-
-
-_PACERS: dict[str, Pacer] = {}
-_PACERS_LOCK = threading.Lock()
-
-
-def pacer_for(mailbox: str, units_per_second: float, burst_units: float | None = None) -> Pacer:
-    """The process-wide pacer of one mailbox (created, or re-rated, on demand)."""
-    with _PACERS_LOCK:
-        pacer = _PACERS.get(mailbox)
-        if pacer is None:
-            pacer = _PACERS[mailbox] = Pacer(units_per_second, burst_units)
-        else:
-            pacer.configure(units_per_second, burst_units)
-        return pacer
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------------------------
 # Google's 403 "slow down" reasons: v1 APIs name them in errors[], v4 ones in details[] (ErrorInfo).
 RATE_LIMIT_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}

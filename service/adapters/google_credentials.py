@@ -10,20 +10,19 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from google.oauth2 import credentials, service_account
+
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.compose"]
 SHEETS_SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 ALL_SCOPES = SHEETS_SCOPES + GMAIL_SCOPES
 
 
-def default_token_file() -> Path:
-    """~/.config/invoice-collector/token.json (XDG_CONFIG_HOME respected)."""
+def token_file(configured: Path | None) -> Path:
+    """GOOGLE_TOKEN_FILE, else ~/.config/invoice-collector/token.json (XDG_CONFIG_HOME too)."""
+    if configured:
+        return configured
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "invoice-collector" / "token.json"
-
-
-def token_file(configured: Path | None) -> Path:
-    """Where the server's token lives: GOOGLE_TOKEN_FILE, else the default."""
-    return configured or default_token_file()
 
 
 def server_credentials(
@@ -34,17 +33,13 @@ def server_credentials(
 ) -> Any | None:
     """Stored credentials for ``scopes``, or None when `invoice-collector auth` was never run."""
     if scopes == "sheets" and service_account_file:
-        from google.oauth2 import service_account
-
         return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
             str(service_account_file), scopes=SHEETS_SCOPES
         )
     path = token_file(token_path)
     if not path.exists():
         return None
-    from google.oauth2.credentials import Credentials
-
-    return Credentials.from_authorized_user_file(str(path), ALL_SCOPES)  # type: ignore[no-untyped-call]
+    return credentials.Credentials.from_authorized_user_file(str(path), ALL_SCOPES)  # type: ignore[no-untyped-call]
 
 
 def save_token(path: Path, token_json: str) -> None:

@@ -95,7 +95,7 @@ class RetryPolicy:
             wait=wait,
             stop=stop,
             sleep=lambda seconds: sleep(float(seconds)),
-            before_sleep=_log_retry,
+            before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
             reraise=True,
         )
         try:
@@ -103,8 +103,3 @@ class RetryPolicy:
         except Transient as failure:
             failure.attempts = int(retrying.statistics.get("attempt_number", 1))
             raise
-
-
-def _log_retry(state: tenacity.RetryCallState) -> None:
-    failure = state.outcome.exception() if state.outcome else None
-    log.warning("%s; retry %d in %.2fs", failure, state.attempt_number, state.upcoming_sleep)

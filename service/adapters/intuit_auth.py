@@ -2,8 +2,10 @@
 
 An access token lasts an hour and is refreshed with the refresh token at Intuit's token
 endpoint (HTTP Basic with the app's client id and secret). Intuit rotates refresh tokens and
-the previous one stops working, so the newest is kept in a 0600 file that a restart reads.
-Tokens are never logged nor put in error messages.
+the previous one stops working, so the newest is kept in a 0600 file (QBO_TOKEN_FILE, in the
+state directory) that a restart reads. A rotated token is saved before its access token is
+used; one that cannot be saved is printed once on stderr, the only copy left, and the run
+stops. Tokens are never logged nor put in error messages.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
+from service.adapters.google_credentials import save_token
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.ports import AuthorizationError, Clock, utc_now
 
@@ -100,12 +104,13 @@ class RefreshTokenFile:
 
     def save(self, token: str) -> None:
         """Replace the stored token atomically (0600)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"seed": self._seed, "refresh_token": token}, fh)
-        os.replace(tmp, self.path)
+        save_token(self.path, json.dumps({"seed": self._seed, "refresh_token": token}))
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a token can be saved here: made in the file's directory."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}."):
+            pass
 
 
 class IntuitTokens:
@@ -120,22 +125,19 @@ class IntuitTokens:
         token_url: str,
         session: requests.Session,
         token_file: RefreshTokenFile | None = None,
-        policy: RetryPolicy = QBO_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock = utc_now,
-        timeout: float = 30.0,
     ) -> None:
         self._client = (client_id, client_secret)
         self._file = token_file
         self._refresh_token = (token_file.load() if token_file else None) or refresh_token
         self._token_url = token_url
         self._session = session
-        self._policy = policy
         self._sleep = sleep
         self._clock = clock
-        self._timeout = timeout
         self._access: str | None = None
         self._expires_at = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self._file_checked = False
 
     def access_token(self) -> str:
         """A token valid for at least another minute."""
@@ -145,15 +147,28 @@ class IntuitTokens:
 
     def refresh(self) -> str:
         """Trade the refresh token for a new access token (and keep a rotated refresh token)."""
+        if self._file is not None and not self._file_checked:
+            # Intuit may rotate the refresh token on this call, and the old one then stops
+            # working: ask only when the new one can be kept.
+            try:
+                self._file.check_writable()
+            except OSError as exc:
+                raise QuickBooksError(
+                    f"cannot save QuickBooks tokens in {self._file.path.parent} "
+                    f"({exc.strerror or type(exc).__name__}); nothing was asked of Intuit: "
+                    "set QBO_TOKEN_FILE to a writable path in the state directory",
+                    code="token_file_unwritable",
+                ) from None
+            self._file_checked = True
         response = send_with_retries(
             lambda: self._session.post(
                 self._token_url,
                 data={"grant_type": "refresh_token", "refresh_token": self._refresh_token},
                 auth=self._client,  # HTTP Basic with the app's client id and secret
                 headers={"Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=30,
             ),
-            self._policy,
+            QBO_RETRY,
             self._sleep,
         )
         if response.status_code in (400, 401):
@@ -166,12 +181,34 @@ class IntuitTokens:
                 f"Intuit's token endpoint answered {response.status_code}", code="unavailable"
             )
         body = response.json()
-        self._access = str(body["access_token"])
-        self._expires_at = self._clock() + dt.timedelta(seconds=int(body.get("expires_in", 3600)))
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
+            # From now on only `rotated` works: keep it before anything uses the access token.
             self._refresh_token = rotated
             if self._file is not None:
-                self._file.save(rotated)
+                _keep(self._file, rotated)
+        self._access = str(body["access_token"])
+        self._expires_at = self._clock() + dt.timedelta(seconds=int(body.get("expires_in", 3600)))
         log.info("quickbooks access token refreshed", extra={"expires_in": body.get("expires_in")})
         return self._access
+
+
+def _keep(file: RefreshTokenFile, rotated: str) -> None:
+    """Save ``rotated``; if that fails, print it once on stderr and stop the run."""
+    try:
+        file.save(rotated)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        # The only copy left is in memory: hand it to the operator (never to the logs).
+        print(
+            f"invoice-collector: Intuit rotated the QuickBooks refresh token and it could "
+            f"not be saved to {file.path} ({reason}). The previous token no longer "
+            f"works. Keep this one: set QBO_REFRESH_TOKEN={rotated} (printed once).",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise QuickBooksError(
+            f"the rotated QuickBooks refresh token could not be saved to {file.path} "
+            f"({reason}); it was printed once on stderr: set QBO_REFRESH_TOKEN to it",
+            code="token_not_saved",
+        ) from None

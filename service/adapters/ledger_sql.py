@@ -197,6 +197,7 @@ draft_ledger = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("subject", sa.Text()),
     sa.Column("recipients", sa.JSON()),
+    sa.Column("mailbox", sa.String()),
     sa.CheckConstraint("state IN ('reserved', 'created', 'failed')", name="state"),
 )
 
@@ -228,6 +229,14 @@ payment_links = sa.Table(
     sa.Column("url", sa.Text(), nullable=False),
     sa.Column("provider_id", sa.String()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# One row per mailbox: when its next Gmail call may start (adapters/quota_sql.py).
+mailbox_pace = sa.Table(
+    "mailbox_pace",
+    metadata,
+    sa.Column("mailbox", sa.String(), primary_key=True),
+    sa.Column("next_at", sa.Double(), nullable=False),  # Unix time in seconds
 )
 
 
@@ -282,50 +291,93 @@ class SqlLedger:
             "updated_at": now,
         }
         with self.engine.begin() as conn:
-            values = {
-                "scope": key.scope,
-                "invoice_id": key.invoice_id,
-                "stage": key.stage,
-                "attempts": 0,
-                "created_at": now,
-                **reservation,
+            return self._claim(conn, key, now, reservation)
+
+    def claim_all(
+        self,
+        keys: Sequence[DraftKey],
+        *,
+        now: dt.datetime,
+        lease_seconds: float,
+        request_key: str | None = None,
+    ) -> list[Claim]:
+        """Claim every key in one transaction, or none: a statement's invoices go together.
+
+        When one key is drafted or held, nothing is claimed; the others answer BUSY.
+        """
+        require_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        reservation = {
+            "state": EntryState.RESERVED.value,
+            "reserved_at": now,
+            "lease_until": now + dt.timedelta(seconds=lease_seconds),
+            "request_key": request_key,
+            "updated_at": now,
+        }
+        # One order for every claimer: two statements over the same keys never deadlock.
+        ordered = sorted(set(keys), key=lambda k: (k.scope, k.invoice_id, k.stage))
+        try:
+            with self.engine.begin() as conn:
+                claims = {key: self._claim(conn, key, now, reservation) for key in ordered}
+                if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
+                    raise _Refused(claims)
+        except _Refused as refused:
+            claims = {  # rolled back: what this transaction claimed is free again
+                key: c
+                if c.outcome is not ClaimOutcome.CLAIMED
+                else Claim(ClaimOutcome.BUSY, c.entry)
+                for key, c in refused.claims.items()
             }
-            # RETURNING, not rowcount: drivers report -1 for INSERT … ON CONFLICT DO NOTHING.
-            insert = insert_ignoring_conflicts(conn, draft_ledger, values).returning(*_T)
-            inserted = conn.execute(insert).mappings().first()
-            if inserted is not None:
-                return Claim(ClaimOutcome.CLAIMED, _entry(inserted))
+        return [claims[key] for key in keys]
 
-            # The key exists (rows are never deleted). On PostgreSQL the INSERT waited for any
-            # concurrent inserter to commit, so this READ COMMITTED select sees its row.
-            seen = self._fetch(conn, key)
-            if seen.state is EntryState.CREATED:
-                return Claim(ClaimOutcome.CREATED, seen)
-            if seen.state is EntryState.FAILED:
-                guard = _T.state == EntryState.FAILED.value
-                recovered = False
-            elif seen.lease_until < now:
-                # The holder crashed (or is far too slow). Guarding on the lease we read means
-                # only one of several recoverers changes the row; the others match nothing.
-                guard = sa.and_(
-                    _T.state == EntryState.RESERVED.value, _T.lease_until == seen.lease_until
-                )
-                recovered = True
-            else:
-                return Claim(ClaimOutcome.BUSY, seen)
+    def _claim(
+        self, conn: Connection, key: DraftKey, now: dt.datetime, reservation: dict[str, Any]
+    ) -> Claim:
+        values = {
+            "scope": key.scope,
+            "invoice_id": key.invoice_id,
+            "stage": key.stage,
+            "attempts": 0,
+            "created_at": now,
+            **reservation,
+        }
+        # RETURNING, not rowcount: drivers report -1 for INSERT … ON CONFLICT DO NOTHING.
+        insert = insert_ignoring_conflicts(conn, draft_ledger, values).returning(*_T)
+        inserted = conn.execute(insert).mappings().first()
+        if inserted is not None:
+            return Claim(ClaimOutcome.CLAIMED, _entry(inserted))
 
-            # A conditional UPDATE is atomic per row on both backends (PostgreSQL re-checks the
-            # WHERE on the newest row version after waiting for a concurrent writer's lock), so
-            # a returned row tells that we, and nobody else, took the key over.
-            update = sa.update(draft_ledger).where(_is_key(key), guard).values(reservation)
-            taken = conn.execute(update.returning(*_T)).mappings().first()
-            if taken is not None:
-                return Claim(ClaimOutcome.CLAIMED, _entry(taken), recovered=recovered)
-            # Lost the race between our SELECT and UPDATE: someone else holds or finished it.
-            current = self._fetch(conn, key)
-            if current.state is EntryState.CREATED:
-                return Claim(ClaimOutcome.CREATED, current)
-            return Claim(ClaimOutcome.BUSY, current)
+        # The key exists (rows are never deleted). On PostgreSQL the INSERT waited for any
+        # concurrent inserter to commit, so this READ COMMITTED select sees its row.
+        seen = self._fetch(conn, key)
+        if seen.state is EntryState.CREATED:
+            return Claim(ClaimOutcome.CREATED, seen)
+        if seen.state is EntryState.FAILED:
+            guard = _T.state == EntryState.FAILED.value
+            recovered = False
+        elif seen.lease_until < now:
+            # The holder crashed (or is far too slow). Guarding on the lease we read means
+            # only one of several recoverers changes the row; the others match nothing.
+            guard = sa.and_(
+                _T.state == EntryState.RESERVED.value, _T.lease_until == seen.lease_until
+            )
+            recovered = True
+        else:
+            return Claim(ClaimOutcome.BUSY, seen)
+
+        # A conditional UPDATE is atomic per row on both backends (PostgreSQL re-checks the
+        # WHERE on the newest row version after waiting for a concurrent writer's lock), so
+        # a returned row tells that we, and nobody else, took the key over.
+        update = sa.update(draft_ledger).where(_is_key(key), guard).values(reservation)
+        taken = conn.execute(update.returning(*_T)).mappings().first()
+        if taken is not None:
+            return Claim(ClaimOutcome.CLAIMED, _entry(taken), recovered=recovered)
+        # Lost the race between our SELECT and UPDATE: someone else holds or finished it.
+        current = self._fetch(conn, key)
+        if current.state is EntryState.CREATED:
+            return Claim(ClaimOutcome.CREATED, current)
+        return Claim(ClaimOutcome.BUSY, current)
 
     def record_created(
         self,
@@ -361,6 +413,7 @@ class SqlLedger:
                     updated_at=now,
                     subject=subject,
                     recipients=list(recipients) or None,
+                    mailbox=created.mailbox,
                 )
             )
             return self._fetch(conn, key)
@@ -413,6 +466,14 @@ class SqlLedger:
         return _entry(row)
 
 
+class _Refused(Exception):
+    """Rolls back a claim_all that could not claim every key."""
+
+    def __init__(self, claims: dict[DraftKey, Claim]) -> None:
+        super().__init__("not every key could be claimed")
+        self.claims = claims
+
+
 def _entry(row: sa.RowMapping) -> LedgerEntry:
     return LedgerEntry(
         key=DraftKey(row["scope"], row["invoice_id"], row["stage"]),
@@ -430,4 +491,5 @@ def _entry(row: sa.RowMapping) -> LedgerEntry:
         attempts=row["attempts"],
         subject=row["subject"],
         recipients=tuple(row["recipients"] or ()),
+        mailbox=row["mailbox"],
     )

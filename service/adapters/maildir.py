@@ -1,31 +1,33 @@
 """Drafts as ``.eml`` files in a standard Maildir: the embedded default, opens in any client.
 
-A draft is written to ``tmp/``, fsynced, then renamed into ``new/`` (atomic on one
-filesystem), so a reader never sees half a message and a crash leaves at most a stray file in
-``tmp/``. The file name carries a digest of the draft key, so ``find`` can adopt a draft made
-before a crash; the ``X-Invoice-Collector-Key`` header inside confirms the match.
+A draft's file name is a function of its key, so finding it costs a few ``stat`` calls however
+many files the folder holds — listing a folder of 100,000 drafts would cost every create a
+read of every name. It is written to ``tmp/``, fsynced, then hard-linked into ``new/``
+(atomic, and refused when the name exists: of two writers of one key, the second adopts the
+first's file), so a reader never sees half a message and a crash leaves at most a stray file
+in ``tmp/``. The ``X-Invoice-Collector-Key`` header inside confirms a match.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import itertools
 import os
 import re
 import secrets
-import socket
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
+from urllib.parse import quote
 
-from service.ports import CreatedDraft, DraftKey, OutgoingDraft, SinkError
+from service.ports import CreatedDraft, DraftKey, LedgerEntry, OutgoingDraft, SinkError
 
 KEY_HEADER = "X-Invoice-Collector-Key"
-LOCK_NAME = "invoice-collector.lock"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# A client that has seen a message moves it from new/ to cur/, appending ":2," and its flags in
+# ASCII order (cr.yp.to/proto/maildir.html). Every set of the standard flags but T (trashed, to
+# be deleted) is 32 names to try, whatever the folder holds.
+_IN_CUR = [":2," + "".join(f) for n in range(6) for f in itertools.combinations("DFPRS", n)]
 
 
 def key_digest(key: DraftKey) -> str:
@@ -37,20 +39,16 @@ def _safe(text: str, limit: int) -> str:
     return _UNSAFE.sub("_", text)[:limit].strip("_") or "x"
 
 
-def draft_file_name(key: DraftKey, *, now: float | None = None) -> str:
-    """A unique Maildir name led by a readable form and a digest of ``key``.
-
-    The unique part follows the Maildir convention (time, pid, random, host) so names never
-    collide across processes or hosts sharing the directory.
-    """
-    seconds = time.time() if now is None else now
-    host = _safe(socket.gethostname(), 40)
-    unique = f"{int(seconds)}.P{os.getpid()}R{secrets.token_hex(6)}.{host}"
-    return f"ic-{_safe(key.invoice_id, 40)}-s{key.stage}-{key_digest(key)}.{unique}.eml"
+def draft_file_name(key: DraftKey) -> str:
+    """The Maildir name of ``key``'s draft: a readable form and a digest of the key, unique
+    because the ledger allows one draft per key."""
+    return f"ic-{_safe(key.invoice_id, 40)}-s{key.stage}-{key_digest(key)}.eml"
 
 
 class MaildirSink:
     """The DraftSink port on a local Maildir (``tmp/``, ``new/``, ``cur/``)."""
+
+    mailbox = None  # a local folder, nobody's Gmail
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path).expanduser().resolve()
@@ -61,83 +59,78 @@ class MaildirSink:
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Write ``draft`` atomically into ``new/``; an existing draft for the key is adopted."""
         try:
-            with self._locked():
-                # Find-before-create under the lock: two processes creating the same key on
-                # this host end with one file, the second adopting the first's.
-                existing = self.find(draft)
-                if existing is not None:
-                    return existing
-                return self._write(draft)
+            return self.find(draft) or self._write(draft)
         except OSError as exc:
             raise SinkError(f"cannot write to the Maildir: {exc.strerror}", retryable=True) from exc
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
         """The draft already in ``new/`` or ``cur/`` for ``draft.key``, or None."""
-        marker = f"-{key_digest(draft.key)}."
-        wanted = draft.key.header_value()
-        for sub in ("new", "cur"):
-            directory = self.root / sub
-            for name in sorted(os.listdir(directory)):
-                if not name.startswith("ic-") or marker not in name:
-                    continue
-                path = directory / name
-                try:
-                    with path.open("rb") as handle:
-                        headers = BytesHeaderParser(policy=policy.default).parse(handle)
-                except FileNotFoundError:  # a mail client moved it new/ -> cur/ meanwhile
-                    continue
-                if str(headers.get(KEY_HEADER, "")) != wanted:
-                    continue
-                return self._created(draft, path, str(headers.get("Message-ID", "")) or None)
-        return None
+        path = self._where(draft_file_name(draft.key))
+        if path is None:
+            return None
+        try:
+            with path.open("rb") as handle:
+                headers = BytesHeaderParser(policy=policy.default).parse(handle)
+        except FileNotFoundError:  # moved (new/ -> cur/, or a flag changed) as we opened it
+            return self.find(draft)
+        if str(headers.get(KEY_HEADER, "")) != draft.key.header_value():
+            return None
+        return self._created(draft, path.name, str(headers.get("Message-ID", "")) or None)
+
+    def in_drafts(self, entry: LedgerEntry) -> bool:
+        """True while the draft's file is still in the folder: sending it from a mail client
+        moves it to Sent (or it was deleted)."""
+        return bool(entry.draft_id) and self._where(str(entry.draft_id)) is not None
+
+    def _where(self, name: str) -> Path | None:
+        # new/ first: a client's move new/ -> cur/ is one rename, so the file is never missed.
+        # Plain strings: a Path per name would cost more than the 33 stat calls themselves.
+        new, cur = f"{self.root}/new/{name}", f"{self.root}/cur/{name}"
+        found = next(
+            (p for p in (new, *(cur + info for info in _IN_CUR)) if os.path.exists(p)), None
+        )
+        return None if found is None else Path(found)
 
     def _write(self, draft: OutgoingDraft) -> CreatedDraft:
         name = draft_file_name(draft.key)
-        tmp_path = self.root / "tmp" / name
+        tmp_path = self.root / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(6)}"
         # Maildir files use the local line ending; the message is otherwise byte-identical.
-        data = draft.raw.replace(b"\r\n", b"\n")
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            with os.fdopen(fd, "wb") as out:
+                out.write(draft.raw.replace(b"\r\n", b"\n"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp_path, self.root / "new" / name)
+        except FileExistsError:  # another writer of this key won: adopt its file
+            adopted = self.find(draft)
+            if adopted is None:
+                raise SinkError(
+                    f"the Maildir holds another message named {name}", retryable=False
+                ) from None
+            return adopted
         finally:
-            os.close(fd)
-        new_path = self.root / "new" / name
-        os.rename(tmp_path, new_path)
-        _fsync_dir(self.root / "new")  # make the rename itself durable
-        return self._created(draft, new_path, draft.rfc_message_id)
+            tmp_path.unlink(missing_ok=True)
+        dir_fd = os.open(self.root / "new", os.O_RDONLY)  # syncing it makes the link durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return self._created(draft, name, draft.rfc_message_id)
 
-    def _created(self, draft: OutgoingDraft, path: Path, message_id: str | None) -> CreatedDraft:
-        # Maildir's unique name is the file name up to the ":2,<flags>" info a client appends
-        # when it moves the file into cur/.
-        draft_id = path.name.split(":", 1)[0]
+    def _created(self, draft: OutgoingDraft, name: str, message_id: str | None) -> CreatedDraft:
         thread = draft.thread
         thread_id = (thread.thread_id or thread.rfc_message_id) if thread is not None else None
+        # The link names the folder and the Message-ID, never new/ or cur/: a client moves the
+        # file and renames it as it flags it, but both of those stay.
+        link = self.root.as_uri()
+        if message_id:
+            link = f"{link}#{quote(message_id.strip('<>'), safe='@')}"
         return CreatedDraft(
-            draft_id=draft_id,
+            # Maildir's unique name is the file name up to the ":2,<flags>" a client appends.
+            draft_id=name.split(":", 1)[0],
             message_id=message_id,
             thread_id=thread_id or message_id,
             rfc_message_id=message_id,
-            url=path.as_uri(),
+            url=link,
         )
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        # flock is per host (not over NFS); across hosts, the ledger is what serialises a key.
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,16 +7,15 @@ Reminder state (last stage, last drafted day) has no column in QuickBooks, so it
 the exactly-once ledger: the highest stage drafted for the invoice and the day it was drafted
 are exactly ``last_stage_sent`` and ``last_sent_at``. No second table can drift from the
 ledger (a draft is recorded there before any write-back could be), so ``write_back`` has
-nothing left to store and changes nothing in the client's books.
-
-OAuth 2 and retries live in ``intuit_auth``.
+nothing left to store and changes nothing in the client's books. OAuth 2 and retries live
+in ``intuit_auth``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -35,8 +34,6 @@ from service.adapters.intuit_auth import (
 )
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS
 from service.ports import Ledger, SheetSnapshot, SourceRow, WriteBack
-
-__all__ = ["QuickBooksAuthorizationError", "QuickBooksError", "QuickBooksSource"]
 
 QUERY = "select * from Invoice where Balance > '0'"
 MINOR_VERSION = "75"  # Intuit retired minor versions 1–74 in 2025
@@ -58,11 +55,9 @@ class QuickBooksSource:
         page_size: int = MAX_PAGE_SIZE,
         policy: RetryPolicy = QBO_RETRY,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 60.0,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1–{MAX_PAGE_SIZE}")
-        self.realm_id = realm_id
         self.scope = f"quickbooks:{realm_id}"
         self._tokens = tokens
         self._ledger = ledger
@@ -71,7 +66,6 @@ class QuickBooksSource:
         self._page_size = page_size
         self._policy = policy
         self._sleep = sleep
-        self._timeout = timeout
 
     def read(self) -> SheetSnapshot:
         """Every open invoice, with the reminder state the ledger holds for it."""
@@ -97,42 +91,43 @@ class QuickBooksSource:
         """Nothing to write: the ledger already holds each draft's stage and day (see above)."""
         return 0
 
-    def _open_invoices(self) -> list[Mapping[str, Any]]:
-        out: list[Mapping[str, Any]] = []
-        start = 1  # STARTPOSITION is 1-based
-        while True:
+    def _open_invoices(self) -> Iterator[Mapping[str, Any]]:
+        for start in itertools.count(1, self._page_size):  # STARTPOSITION is 1-based
             query = f"{QUERY} STARTPOSITION {start} MAXRESULTS {self._page_size}"
             page = self._query(query).get("Invoice", [])
-            out.extend(page)
+            yield from page
             if len(page) < self._page_size:
-                return out
-            start += self._page_size
+                return
 
     def _query(self, query: str) -> Mapping[str, Any]:
-        refreshed = False
-        while True:
-            get = partial(self._get, query, self._tokens.access_token())
+        for retry in (False, True):
+            token = self._tokens.access_token()
+            get = partial(
+                self._session.get,
+                self._url,
+                params={"query": query, "minorversion": MINOR_VERSION},
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=60,
+            )
             response = send_with_retries(get, self._policy, self._sleep)
-            if response.status_code == 401 and not refreshed:
-                # The access token expired or was revoked early: refresh once, then retry.
-                self._tokens.refresh()
-                refreshed = True
-                continue
-            if response.status_code in (401, 403):
-                raise QuickBooksAuthorizationError()
-            body = _json(response)
-            if response.status_code != 200 or "Fault" in body:
-                raise QuickBooksError(_fault_message(response, body), code=_code(response))
-            result = body.get("QueryResponse", {})
-            return result if isinstance(result, Mapping) else {}
-
-    def _get(self, query: str, access_token: str) -> requests.Response:
-        return self._session.get(
-            self._url,
-            params={"query": query, "minorversion": MINOR_VERSION},
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-            timeout=self._timeout,
-        )
+            if response.status_code != 401 or retry:
+                break
+            # The access token expired or was revoked early: refresh once, then retry.
+            self._tokens.refresh()
+        if response.status_code in (401, 403):
+            raise QuickBooksAuthorizationError()
+        try:
+            body = response.json(parse_float=Decimal)  # money stays exact
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, Mapping) else {}
+        if response.status_code != 200 or "Fault" in body:
+            status = response.status_code
+            code = "unavailable" if status >= 500 else "quickbooks_error"
+            code = "rate_limited" if status == 429 else code
+            raise QuickBooksError(_fault_message(response, body), code=code)
+        result = body.get("QueryResponse", {})
+        return result if isinstance(result, Mapping) else {}
 
 
 def invoice_values(invoice: Mapping[str, Any]) -> dict[str, object]:
@@ -147,8 +142,9 @@ def invoice_values(invoice: Mapping[str, Any]) -> dict[str, object]:
         "amount": total,
         # Without multicurrency QBO may omit CurrencyRef: DEFAULT_CURRENCY then applies.
         "currency": _ref(invoice, "CurrencyRef", "value"),
-        "due_date": _date(invoice.get("DueDate")),
-        "sent_date": _date(invoice.get("TxnDate")),
+        # ISO text, which parse_row reads whatever DATE_FORMAT says.
+        "due_date": invoice.get("DueDate"),
+        "sent_date": invoice.get("TxnDate"),
         "status": "",
         "amount_paid": total - balance if total is not None and balance is not None else None,
         "notes": "",  # PrivateNote is internal to the business: never put it in an email
@@ -169,23 +165,6 @@ def _decimal(value: object) -> Decimal | None:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _date(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            return value  # left for parse_row to report on the row
-    return value
-
-
-def _json(response: requests.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json(parse_float=Decimal)  # money stays exact
-    except ValueError:
-        return {}
-    return body if isinstance(body, Mapping) else {}
-
-
 def _fault_message(response: requests.Response, body: Mapping[str, Any]) -> str:
     errors = body.get("Fault", {}).get("Error", []) if isinstance(body.get("Fault"), dict) else []
     detail = "; ".join(
@@ -194,12 +173,6 @@ def _fault_message(response: requests.Response, body: Mapping[str, Any]) -> str:
     tid = response.headers.get("intuit_tid")  # Intuit support asks for it
     text = f"QuickBooks answered {response.status_code}" + (f": {detail}" if detail else "")
     return text + (f" (intuit_tid {tid})" if tid else "")
-
-
-def _code(response: requests.Response) -> str:
-    if response.status_code == 429:
-        return "rate_limited"
-    return "unavailable" if response.status_code >= 500 else "quickbooks_error"
 
 
 class QuickBooksNotConfigured(ValueError):
@@ -224,8 +197,7 @@ def quickbooks_source(
         "QBO_CLIENT_SECRET": client_secret,
         "QBO_REFRESH_TOKEN": refresh_token,
     }
-    missing = [name for name, value in required.items() if not value]
-    if missing:
+    if missing := [name for name, value in required.items() if not value]:
         raise QuickBooksNotConfigured(f"the QuickBooks source needs {', '.join(missing)}")
     session = requests.Session()
     tokens = IntuitTokens(

@@ -1,14 +1,13 @@
-"""The other two tables beside the ledger: headless runs (``/v1/runs``) and payment links.
-
-They share the engine and metadata of ``ledger_sql``; pass ``ledger.engine`` to reuse a pool.
-"""
+"""Beside the ledger, in its database: headless runs (``/v1/runs``), payment links, and the
+ledger's drafts read back for review (`invoice-collector drafts`); pass ``ledger.engine`` to
+share its pool."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +15,8 @@ from sqlalchemy.engine import URL, Engine
 
 from service.adapters.ledger_sql import (
     ERROR_MAX_CHARS,
+    _entry,
+    draft_ledger,
     insert_ignoring_conflicts,
     make_engine,
     payment_links,
@@ -23,7 +24,7 @@ from service.adapters.ledger_sql import (
     require_aware,
     runs,
 )
-from service.ports import FINISHED, Run, RunState
+from service.ports import FINISHED, Clock, EntryState, LedgerEntry, Run, RunState, utc_now
 
 # Result rows may be API response rows: these keys hold email content, which is never stored
 # (DESIGN §1, privacy). They are dropped, at any depth, before a row reaches the database.
@@ -56,16 +57,45 @@ def strip_bodies(value: Any) -> Any:
     return value
 
 
-class SqlRuns:
-    """Headless runs stored in the ``runs`` table."""
+_UNFINISHED = (RunState.QUEUED.value, RunState.RUNNING.value)
+INTERRUPTED = "interrupted: its worker stopped before it finished; start another run"
 
-    def __init__(self, url: str | URL | Engine) -> None:
+
+class RunInProgress(Exception):
+    """A live run of the same sheet is under way: one run per sheet at a time."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"run {run.id} of this sheet is {run.state.value}")
+        self.run = run
+
+
+class SqlRuns:
+    """Headless runs stored in the ``runs`` table.
+
+    A run's worker touches it while it works; one silent for ``lease_seconds`` lost its worker
+    (a crash, a killed container) and is marked failed, "interrupted", when next read or when
+    the next run of its sheet starts, so no run stays "running" forever.
+    """
+
+    def __init__(
+        self, url: str | URL | Engine, *, lease_seconds: float = 300.0, clock: Clock = utc_now
+    ) -> None:
         self.engine = _engine(url)
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self._clock = clock
 
     def create_run(self, scope: str, *, now: dt.datetime, total: int = 0) -> Run:
-        """Store a new queued run and return it."""
+        """Store a new queued run and return it; RunInProgress while a live run has the sheet."""
         run_id = uuid.uuid4()
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(scope))))
+            self._interrupt(conn, runs.c.scope == scope, now)
+            live = conn.execute(
+                sa.select(runs.c.id).where(runs.c.scope == scope, runs.c.state.in_(_UNFINISHED))
+            ).first()
+            if live is not None:
+                raise RunInProgress(self._fetch(conn, live.id))
             conn.execute(
                 sa.insert(runs).values(
                     id=run_id,
@@ -73,7 +103,6 @@ class SqlRuns:
                     state=RunState.QUEUED.value,
                     created_at=require_aware(now),
                     updated_at=now,
-                    progress_done=0,
                     progress_total=total,
                     summary={},
                     results=[],
@@ -98,28 +127,24 @@ class SqlRuns:
         parsed = _parse_id(run_id)
         if parsed is None:
             raise LookupError(f"no run {run_id!r}")
+        given = {
+            "progress_done": done,
+            "progress_total": total,
+            "summary": None if summary is None else strip_bodies(summary),
+            "results": None if results is None else strip_bodies(list(results)),
+            "error": None if error is None else error[:ERROR_MAX_CHARS],
+        }
+        values = {"updated_at": now, **{k: v for k, v in given.items() if v is not None}}
         with self.engine.begin() as conn:
             current = self._fetch(conn, parsed)
             if current.state in FINISHED:
                 raise ValueError(f"run {run_id} is already {current.state}")
-            values: dict[str, Any] = {"updated_at": now}
             if state is not None:
                 values["state"] = state.value
-                if state is RunState.RUNNING and current.started_at is None:
-                    values["started_at"] = now
+                if state is RunState.RUNNING or state in FINISHED:
+                    values["started_at"] = current.started_at or now
                 if state in FINISHED:
                     values["finished_at"] = now
-                    values.setdefault("started_at", current.started_at or now)
-            if done is not None:
-                values["progress_done"] = done
-            if total is not None:
-                values["progress_total"] = total
-            if summary is not None:
-                values["summary"] = strip_bodies(summary)
-            if results is not None:
-                values["results"] = strip_bodies(list(results))
-            if error is not None:
-                values["error"] = error[:ERROR_MAX_CHARS]
             conn.execute(sa.update(runs).where(runs.c.id == parsed).values(values))
             return self._fetch(conn, parsed)
 
@@ -130,7 +155,23 @@ class SqlRuns:
             return None
         with read_connection(self.engine) as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == parsed)).mappings().first()
-        return None if row is None else _run(row)
+        if row is None:
+            return None
+        run, now = _run(row), self._clock()
+        if run.state in FINISHED or run.updated_at >= now - self.lease:
+            return run
+        with self.engine.begin() as conn:
+            self._interrupt(conn, runs.c.id == parsed, now)
+            return self._fetch(conn, parsed)
+
+    def _interrupt(self, conn: sa.Connection, which: Any, now: dt.datetime) -> None:
+        """Mark the unfinished runs among ``which`` that fell silent beyond the lease."""
+        stale = sa.and_(which, runs.c.state.in_(_UNFINISHED), runs.c.updated_at < now - self.lease)
+        conn.execute(
+            sa.update(runs)
+            .where(stale)
+            .values(state=RunState.FAILED.value, error=INTERRUPTED, finished_at=now, updated_at=now)
+        )
 
     @staticmethod
     def _fetch(conn: sa.Connection, run_id: uuid.UUID) -> Run:
@@ -149,19 +190,49 @@ def _parse_id(run_id: str) -> uuid.UUID | None:
 
 def _run(row: sa.RowMapping) -> Run:
     return Run(
+        **{k: row[k] for k in ("scope", "created_at", "updated_at", "started_at", "finished_at")},
         id=str(row["id"]),
-        scope=row["scope"],
         state=RunState(row["state"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
         done=row["progress_done"],
         total=row["progress_total"],
         summary=row["summary"] or {},
         results=tuple(row["results"] or ()),
         error=row["error"],
     )
+
+
+class SqlDraftReview:
+    """The ledger's drafts read back for review: metadata only (no body is ever stored)."""
+
+    def __init__(self, url: str | URL | Engine) -> None:
+        self.engine = _engine(url)
+
+    def drafted_on(self, day: dt.date) -> list[tuple[LedgerEntry, dt.datetime]]:
+        """The drafts of ``day`` (the sheet's date), each with when it was recorded."""
+        t = draft_ledger.c
+        return self._select(t.drafted_on == day, t.updated_at)
+
+    def latest_before(self, day: dt.date) -> list[tuple[LedgerEntry, dt.datetime]]:
+        """Each invoice's latest reminder, when drafted before ``day``: it may still sit unsent."""
+        t, later = draft_ledger.c, draft_ledger.alias("later")
+        newer = sa.exists().where(
+            later.c.scope == t.scope,
+            later.c.invoice_id == t.invoice_id,
+            later.c.stage > t.stage,
+            later.c.state == EntryState.CREATED.value,
+        )
+        return self._select(sa.and_(t.drafted_on < day, ~newer), t.drafted_on)
+
+    def _select(self, where: Any, order: Any) -> list[tuple[LedgerEntry, dt.datetime]]:
+        t = draft_ledger.c
+        query = (
+            sa.select(draft_ledger)
+            .where(where, t.state == EntryState.CREATED.value)
+            .order_by(order, t.invoice_id, t.stage)
+        )
+        with read_connection(self.engine) as conn:
+            rows = conn.execute(query).mappings().all()
+        return [(_entry(row), row["updated_at"]) for row in rows]
 
 
 class SqlPaymentLinks:
@@ -183,22 +254,19 @@ class SqlPaymentLinks:
         )
         with read_connection(self.engine) as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _link(row)
+        return (
+            None
+            if row is None
+            else PaymentLink(**{f.name: row[f.name] for f in fields(PaymentLink)})
+        )
 
     def save_payment_link(self, link: PaymentLink) -> PaymentLink:
         """Store ``link`` unless one exists for the same balance; return the stored one.
 
         The first writer wins, so two workers that raced to make a link both use the same one.
         """
-        values = {
-            "scope": link.scope,
-            "invoice_id": link.invoice_id,
-            "currency": link.currency.upper(),
-            "amount_minor": link.amount_minor,
-            "url": link.url,
-            "provider_id": link.provider_id,
-            "created_at": require_aware(link.created_at),
-        }
+        require_aware(link.created_at)
+        values = {**asdict(link), "currency": link.currency.upper()}
         with self.engine.begin() as conn:
             conn.execute(insert_ignoring_conflicts(conn, payment_links, values))
         stored = self.get_payment_link(
@@ -207,15 +275,3 @@ class SqlPaymentLinks:
         if stored is None:  # rows are never deleted; this would be a broken database
             raise LookupError("payment link vanished after insert")
         return stored
-
-
-def _link(row: sa.RowMapping) -> PaymentLink:
-    return PaymentLink(
-        scope=row["scope"],
-        invoice_id=row["invoice_id"],
-        currency=row["currency"],
-        amount_minor=row["amount_minor"],
-        url=row["url"],
-        provider_id=row["provider_id"],
-        created_at=row["created_at"],
-    )

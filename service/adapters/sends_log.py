@@ -46,7 +46,7 @@ class SendsLog:
         timestamp: dt.datetime | None = None,
     ) -> None:
         """Record one created draft; several addresses are joined with ``;``."""
-        when = timestamp if timestamp is not None else dt.datetime.now(dt.UTC)
+        when = timestamp or dt.datetime.now(dt.UTC)
         if when.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
         when = when.astimezone(dt.UTC)  # one zone in the file, whatever the workers' zones
@@ -78,12 +78,7 @@ class SendsLog:
                 pass  # another worker created it first
             except OSError:
                 # A filesystem without hard links: exclusive create, header in one write.
-                with suppress(FileExistsError):
-                    excl = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    try:
-                        os.write(excl, _csv_line(HEADER))
-                    finally:
-                        os.close(excl)
+                with suppress(FileExistsError), open(self.path, "xb") as out:
+                    out.write(_csv_line(HEADER))
         finally:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)

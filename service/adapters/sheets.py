@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from itertools import groupby
+from typing import Any, NamedTuple, cast
 
 from google.auth.credentials import Credentials
 from google.auth.exceptions import RefreshError, TransportError
@@ -38,6 +39,7 @@ _HYPERLINK = re.compile(r'^=HYPERLINK\("(https?://(?:[^"]|"")+)",\s*"((?:[^"]|""
 _OUTPUT_KEYS = frozenset(normalize_header(name) for name in OUTPUT_FIELDS)
 _INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_ERROR_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 SHEETS_RETRY = RetryPolicy(max_attempts=5, base_delay_s=0.5, max_delay_s=16.0)
 
 
@@ -51,11 +53,17 @@ class SheetsError(Exception):
         retryable: bool,
         status: int | None = None,
         code: str = "sheets_error",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.code = code
+        self.retry_after = retry_after
+
+
+class _TransientSheetsError(SheetsError, Transient):
+    """A SheetsError the retry policy tries again; the last one is what callers see."""
 
 
 class SheetsAuthorizationError(AuthorizationError):
@@ -82,21 +90,12 @@ class SheetRange:
         Lenient on input (``My Invoices!A1:Z`` is accepted); :meth:`a1` always quotes.
         """
         text = text.strip()
+        quoted = re.fullmatch(r"'((?:[^']|'')*)'(?:!(.*))?", text, re.DOTALL)
         sheet: str | None
-        if text.startswith("'"):
-            end = 1
-            while True:
-                end = text.find("'", end)
-                if end == -1:
-                    raise ValueError(f"unterminated quote in range {text!r}")
-                if text[end + 1 : end + 2] != "'":
-                    break
-                end += 2
-            sheet = text[1:end].replace("''", "'")
-            rest = text[end + 1 :]
-            if rest and not rest.startswith("!"):
-                raise ValueError(f"{text!r} is not an A1 range")
-            cells = rest[1:]
+        if quoted:
+            sheet, cells = quoted[1].replace("''", "'"), quoted[2] or ""
+        elif text.startswith("'"):
+            raise ValueError(f"{text!r} is not an A1 range (unmatched quote)")
         elif "!" in text:
             sheet, cells = text.rsplit("!", 1)
         elif _CELLS.match(text) and (":" in text or any(ch.isdigit() for ch in text)):
@@ -108,39 +107,35 @@ class SheetRange:
                 raise ValueError(f"{text!r} names neither a sheet nor cells")
             return cls(sheet)
         match = _CELLS.match(cells)
-        if not match or not any(match.groups()):
+        single = ":" not in cells  # a single cell needs both parts; a range an end
+        if not match or not ((match[1] and match[2]) if single else (match[3] or match[4])):
             raise ValueError(f"{text!r} is not an A1 range")
         c0, r0, c1, r1 = match.groups()
-        single = ":" not in cells
-        if (single and not (c0 and r0)) or (not single and not (c1 or r1)):
-            raise ValueError(f"{text!r} is not an A1 range")
+        if single:
+            c1, r1 = c0, r0
         return cls(
             sheet or None,
             first_row=int(r0) if r0 else 1,
             first_col=column_index(c0) if c0 else 0,
-            last_row=int(r0) if single and r0 else (int(r1) if r1 else None),
-            last_col=column_index(c0) if single and c0 else (column_index(c1) if c1 else None),
+            last_row=int(r1) if r1 else None,
+            last_col=column_index(c1) if c1 else None,
         )
 
     def a1(self) -> str:
         """The range in A1 notation, the sheet title quoted."""
         whole = (self.first_row, self.first_col, self.last_row, self.last_col) == (1, 0, None, None)
         if whole and self.sheet is not None:
-            return quote_sheet_name(self.sheet)
+            return self.cells("")
         end_col = column_letters(self.last_col) if self.last_col is not None else ""
         end_row = str(self.last_row) if self.last_row is not None else ""
         return self.cells(f"{column_letters(self.first_col)}{self.first_row}:{end_col}{end_row}")
 
     def cells(self, cells: str) -> str:
-        """``cells`` (e.g. ``B7:D7``) on this range's sheet."""
+        """``cells`` (e.g. ``B7:D7``) on this range's sheet; quoting a title is always valid."""
         if self.sheet is None:
             return cells
-        return f"{quote_sheet_name(self.sheet)}!{cells}" if cells else quote_sheet_name(self.sheet)
-
-
-def quote_sheet_name(title: str) -> str:
-    """``My Invoices`` -> ``'My Invoices'``, ``Bob's`` -> ``'Bob''s'``; quoting is always valid."""
-    return "'" + title.replace("'", "''") + "'"
+        title = "'" + self.sheet.replace("'", "''") + "'"
+        return f"{title}!{cells}" if cells else title
 
 
 def column_letters(index: int) -> str:
@@ -168,8 +163,7 @@ def hyperlink(url: str, text: str) -> str:
     return '=HYPERLINK("{}","{}")'.format(url.replace('"', '""'), text.replace('"', '""'))
 
 
-@dataclass(frozen=True)
-class _Cell:
+class _Cell(NamedTuple):
     """One output cell to write: what goes over the wire and what it will read back as."""
 
     send: object
@@ -184,21 +178,21 @@ class SheetsSource:
         spreadsheet_id: str,
         sheet_range: str,
         *,
-        credentials: Credentials | None = None,
+        credentials: Credentials | str | None = None,
         endpoint: str | None = None,
         timezone: str | None = None,
         fetch_timezone: bool = True,
-        service: Any = None,
         retry: RetryPolicy = SHEETS_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.spreadsheet_id = spreadsheet_id
         self.range = SheetRange.parse(sheet_range)
-        # The discovery document ships with the client, so building works offline; api_endpoint
-        # points it at an emulator or a proxy (DESIGN §7).
-        self._service = service or build_service(
-            "sheets", "v4", credentials, normalise_endpoint(endpoint)
-        )
+        # A bare access token (the sidebar user's) cannot refresh: a 401 surfaces as
+        # RefreshError. The client works offline (it ships its discovery document);
+        # api_endpoint points it at an emulator or a proxy (DESIGN §7).
+        credentials = credentials_from(credentials) if credentials is not None else None
+        self._service = build_service("sheets", "v4", credentials, normalise_endpoint(endpoint))
+        self._values = self._service.spreadsheets().values()
         # A configured TIMEZONE saves a read; otherwise it is fetched once per instance.
         self._timezone = timezone
         self._fetch_timezone = fetch_timezone
@@ -206,32 +200,45 @@ class SheetsSource:
         self._sleep = sleep
         # httplib2 connections are not thread-safe: one request at a time per source.
         self._lock = threading.Lock()
-        self.api_calls = 0  # HTTP attempts made, retries included
         self._last_snapshot: SheetSnapshot | None = None
         self._data_width = 0
         # What this source wrote since its last read, so a repeated write-back is a no-op.
         self._written: dict[tuple[int, int], object] = {}
         self._added_headers: dict[int, str] = {}
 
-    @classmethod
-    def from_token(
-        cls, access_token: str, spreadsheet_id: str, sheet_range: str, **kwargs: Any
-    ) -> SheetsSource:
-        """A source authorised by a bare OAuth access token (e.g. the sidebar user's)."""
-        # No refresh token: a 401 surfaces as RefreshError, reported as SheetsAuthorizationError.
-        return cls(
-            spreadsheet_id, sheet_range, credentials=credentials_from(access_token), **kwargs
+    def spreadsheet_timezone(self) -> str | None:
+        """The configured zone, else the spreadsheet's own: one ``spreadsheets.get`` (with
+        ``fields=properties.timeZone``) on first use, remembered after."""
+        if self._timezone is None and self._fetch_timezone:
+            book = self._execute(
+                self._service.spreadsheets().get(
+                    spreadsheetId=self.spreadsheet_id, fields="properties.timeZone"
+                )
+            )
+            self._timezone = book.get("properties", {}).get("timeZone") or None
+            self._fetch_timezone = False
+        return self._timezone
+
+    def append_rows(self, tab: str, rows: Sequence[Sequence[object]]) -> None:
+        """Add ``rows`` under the last line of ``tab`` in one ``values.append``, as text."""
+        self._execute(
+            self._values.append(
+                spreadsheetId=self.spreadsheet_id,
+                range=SheetRange(tab).cells("A1"),
+                # RAW: a client's name is never read as a formula; INSERT_ROWS: nothing below
+                # the table is overwritten.
+                valueInputOption="RAW",
+                insertDataOption="INSERT_ROWS",
+                body={"values": [list(row) for row in rows]},
+            )
         )
 
-    # -- reading ------------------------------------------------------------------------------
     def read(self) -> SheetSnapshot:
         """One ``values.get`` of the range (plus one ``spreadsheets.get`` for the timezone on
         first use when none is configured)."""
-        timezone = self.timezone()
+        self.spreadsheet_timezone()
         response = self._execute(
-            self._service.spreadsheets()
-            .values()
-            .get(
+            self._values.get(
                 spreadsheetId=self.spreadsheet_id,
                 range=self.range.a1(),
                 majorDimension="ROWS",
@@ -252,7 +259,7 @@ class SheetsSource:
                     values[header] = cells[i] if i < len(cells) else ""
             rows.append(SourceRow(row=self.range.first_row + offset, values=values))
         snapshot = SheetSnapshot(
-            scope=self.spreadsheet_id, headers=headers, rows=tuple(rows), timezone=timezone
+            scope=self.spreadsheet_id, headers=headers, rows=tuple(rows), timezone=self._timezone
         )
         self._last_snapshot = snapshot
         self._data_width = max((len(cells) for cells in grid), default=0)
@@ -260,19 +267,6 @@ class SheetsSource:
         self._added_headers.clear()
         return snapshot
 
-    def timezone(self) -> str | None:
-        """The spreadsheet's timezone: configured, cached, or fetched (one read) once."""
-        if self._timezone is None and self._fetch_timezone:
-            response = self._execute(
-                self._service.spreadsheets().get(
-                    spreadsheetId=self.spreadsheet_id, fields="properties.timeZone"
-                )
-            )
-            self._timezone = response.get("properties", {}).get("timeZone") or None
-            self._fetch_timezone = False
-        return self._timezone
-
-    # -- writing ------------------------------------------------------------------------------
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write the changed output cells of ``updates`` in one ``values.batchUpdate``.
 
@@ -282,14 +276,17 @@ class SheetsSource:
         if snapshot.scope != self.spreadsheet_id:
             raise ValueError(f"snapshot of {snapshot.scope!r}, not {self.spreadsheet_id!r}")
         rows = {row.row: row for row in snapshot.rows}
-        columns = self._column_index(snapshot)
+        columns: dict[str, int] = {}  # normalised header -> absolute column; first one wins
+        headers = [*enumerate(snapshot.headers, self.range.first_col), *self._added_headers.items()]
+        for number, header in headers:
+            if header:
+                columns.setdefault(normalize_header(header), number)
         # The first free column: after the header, after any cell under a blank header (known
         # for the latest read) and after columns this source already appended.
-        width = len(snapshot.headers)
-        if snapshot is self._last_snapshot:
-            width = max(width, self._data_width)
-        if self._added_headers:
-            width = max(width, max(self._added_headers) + 1 - self.range.first_col)
+        width = max(
+            len(snapshot.headers), self._data_width if snapshot is self._last_snapshot else 0
+        )
+        free = max([self.range.first_col + width, *(col + 1 for col in self._added_headers)])
         changes: dict[int, dict[int, _Cell]] = {}
         new_headers: dict[int, str] = {}
         for update in updates:
@@ -300,14 +297,13 @@ class SheetsSource:
             for name, cell in _desired_cells(update):
                 key = normalize_header(name)
                 col = columns.get(key)
-                if col is None:
-                    current: object = ""
-                else:
-                    current = self._written.get((update.row, col), by_field.get(key, ""))
+                current = by_field.get(key, "")  # "" when there is no column for it
+                if col is not None:
+                    current = self._written.get((update.row, col), current)
                 if _same(current, cell.reads_as):
                     continue
                 if col is None:
-                    col = self.range.first_col + width + len(new_headers)
+                    col = columns[key] = free + len(new_headers)
                     if self.range.last_col is not None and col > self.range.last_col:
                         raise SheetsError(
                             f"no room for column {name!r} inside {self.range.a1()}: widen the"
@@ -315,20 +311,14 @@ class SheetsSource:
                             retryable=False,
                             code="range_too_narrow",
                         )
-                    columns[key] = col
                     new_headers[col] = name
+                    changes.setdefault(self.range.first_row, {})[col] = _Cell("'" + name, name)
                 changes.setdefault(update.row, {})[col] = cell
         if not changes:
             return 0  # nothing changed: no request at all
-        header_row = self.range.first_row
-        header_cells = {col: _Cell("'" + name, name) for col, name in new_headers.items()}
-        data = _ranges(self.range, header_row, header_cells)
-        for row in sorted(changes):
-            data.extend(_ranges(self.range, row, changes[row]))
+        data = [vr for row in sorted(changes) for vr in _ranges(self.range, row, changes[row])]
         self._execute(
-            self._service.spreadsheets()
-            .values()
-            .batchUpdate(
+            self._values.batchUpdate(
                 spreadsheetId=self.spreadsheet_id,
                 # USER_ENTERED so ISO dates land as real date cells and the HYPERLINK formula
                 # works; every other text is sent with a leading apostrophe, which Sheets reads
@@ -340,26 +330,14 @@ class SheetsSource:
         for row, cells in changes.items():
             for col, cell in cells.items():
                 self._written[(row, col)] = cell.reads_as
-        return len(changes)
+        return len(changes) - bool(new_headers)  # the header row is no invoice row
 
-    def _column_index(self, snapshot: SheetSnapshot) -> dict[str, int]:
-        """Normalised header -> absolute 0-based column (the first of duplicates wins)."""
-        index: dict[str, int] = {}
-        for i, header in enumerate(snapshot.headers):
-            if header:
-                index.setdefault(normalize_header(header), self.range.first_col + i)
-        for col, header in self._added_headers.items():
-            index.setdefault(normalize_header(header), col)
-        return index
-
-    # -- transport ----------------------------------------------------------------------------
     def _execute(self, request: Any) -> dict[str, Any]:
         """Run one API request, backing off on 429/5xx/rate-limit 403 and transport errors."""
 
         def attempt() -> dict[str, Any]:
             try:
                 with self._lock:
-                    self.api_calls += 1
                     # The client's own retries are off: the policy owns backoff and counting.
                     return cast(dict[str, Any], request.execute(num_retries=0))
             except RefreshError as exc:
@@ -368,39 +346,28 @@ class SheetsSource:
             except HttpError as exc:
                 raise _classify(exc) from exc
             except (OSError, HttpLib2Error, TransportError) as exc:
-                error = SheetsError(f"Sheets API unreachable: {exc}", retryable=True)
-                raise _Retryable(error, None) from exc
+                raise _TransientSheetsError(
+                    f"Sheets API unreachable: {exc}", retryable=True
+                ) from exc
 
-        # Safe to repeat: a read changes nothing and a batchUpdate writes the same values.
-        try:
-            return self._retry.run(attempt, sleep=self._sleep)
-        except _Retryable as exc:
-            raise exc.error from exc.__cause__
-
-
-class _Retryable(Transient):
-    """A failure worth another attempt; ``error`` is what callers see if the policy gives up."""
-
-    def __init__(self, error: SheetsError, retry_after: float | None) -> None:
-        super().__init__(str(error), retry_after=retry_after)
-        self.error = error
+        # Safe to repeat: a read changes nothing and a batchUpdate writes the same values;
+        # an append retried after a 5xx that did land repeats its log lines, nothing worse.
+        return self._retry.run(attempt, sleep=self._sleep)
 
 
 def _classify(exc: HttpError) -> Exception:
-    """A _Retryable, or the error to raise at once."""
+    """The error to raise for an HTTP error; a _TransientSheetsError is worth another attempt."""
     status = int(exc.resp.status)
     if status == 401:
         return SheetsAuthorizationError()
     reasons, message = error_details(exc.content)
     retryable = status in _RETRY_STATUSES or is_rate_limited(status, reasons)
-    error = SheetsError(
+    return (_TransientSheetsError if retryable else SheetsError)(
         f"Sheets API answered {status}: {message or exc.resp.reason or 'error'}",
         retryable=retryable,
         status=status,
-        code=_error_code(status),
-    )
-    return (
-        _Retryable(error, retry_after_seconds(exc.resp.get("retry-after"))) if retryable else error
+        code=_ERROR_CODES.get(status, "unavailable" if status >= 500 else "sheets_error"),
+        retry_after=retry_after_seconds(exc.resp.get("retry-after")),
     )
 
 
@@ -434,16 +401,13 @@ def _text_cell(text: str, *, allow_link: bool) -> _Cell:
 
 def _ranges(target: SheetRange, row: int, cells: Mapping[int, _Cell]) -> list[dict[str, Any]]:
     """One ValueRange per run of adjacent columns, so no other cell is ever in a range."""
-    out: list[dict[str, Any]] = []
-    run: list[int] = []
-    for col in [*sorted(cells), None]:
-        if run and (col is None or col != run[-1] + 1):
-            first, last = column_letters(run[0]), column_letters(run[-1])
-            cells_a1 = f"{first}{row}" if run[0] == run[-1] else f"{first}{row}:{last}{row}"
-            out.append({"range": target.cells(cells_a1), "values": [[cells[c].send for c in run]]})
-            run = []
-        if col is not None:
-            run.append(col)
+    out = []
+    for _, run in groupby(enumerate(sorted(cells)), key=lambda pair: pair[1] - pair[0]):
+        cols = [col for _, col in run]
+        a1 = f"{column_letters(cols[0])}{row}"
+        if len(cols) > 1:
+            a1 += f":{column_letters(cols[-1])}{row}"
+        out.append({"range": target.cells(a1), "values": [[cells[c].send for c in cols]]})
     return out
 
 
@@ -471,12 +435,3 @@ def _same(current: object, desired: object) -> bool:
         except InvalidOperation:
             return False
     return _text(current) == _text(desired)
-
-
-def _error_code(status: int) -> str:
-    return {
-        400: "bad_request",
-        403: "forbidden",
-        404: "not_found",
-        429: "rate_limited",
-    }.get(status, "unavailable" if status >= 500 else "sheets_error")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from service.ports import DraftAlert
 
 logger = logging.getLogger(__name__)
 
+MIN_STAGE = 28  # the stages worth an alert: four weeks overdue and later
 # Slack's limits: 50 blocks per message, 3,000 characters per section text.
 _MAX_SECTIONS = 45
 _MAX_SECTION_CHARS = 2900
@@ -46,47 +47,45 @@ class SlackNotifier:
     def __init__(
         self,
         webhook_url: str,
-        min_amount: Decimal,
-        min_stage: int = 28,
-        session: requests.Session | None = None,
+        min_amount: Mapping[str, Decimal],
         *,
         locale: str = "en_US",
-        timeout: float = 5.0,
-        policy: RetryPolicy = SLACK_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._webhook_url = webhook_url  # a credential: never logged
-        self.min_amount = min_amount
-        self.min_stage = min_stage
-        self._session = session if session is not None else requests.Session()
+        # By currency: ¥5,000 is no large debt, so a threshold in dollars never applies to
+        # yen. A currency with no threshold never alerts; none at all: every one alerts.
+        self.min_amount = dict(min_amount)
         self.locale = locale
-        self.timeout = timeout
-        self._policy = policy
         self._sleep = sleep
 
     def qualifying(self, drafts: Sequence[DraftAlert]) -> list[DraftAlert]:
         """The drafts worth an alert, latest stage and largest balance first."""
-        chosen = [d for d in drafts if d.stage >= self.min_stage and d.balance >= self.min_amount]
+        chosen = [d for d in drafts if d.stage >= MIN_STAGE and self._large(d)]
         return sorted(chosen, key=lambda d: (-d.stage, -d.balance, d.invoice_id))
+
+    def _large(self, item: DraftAlert) -> bool:
+        if not self.min_amount:
+            return True
+        threshold = self.min_amount.get(item.currency.upper())
+        return threshold is not None and item.balance >= threshold
 
     def message(self, items: Sequence[DraftAlert]) -> dict[str, Any]:
         """The webhook payload (Block Kit, with a plain ``text`` fallback for notifications)."""
         summary = (
             f"{len(items)} overdue invoice reminder{'s' if len(items) != 1 else ''} "
-            f"at stage {self.min_stage}+ drafted for review"
+            f"at stage {MIN_STAGE}+ drafted for review"
         )
-        lines = []
+        sections: list[str] = []
         for item in items:
             invoice = _escape(item.invoice_id)
             if item.draft_url:
                 url = item.draft_url.replace("|", "%7C").replace(">", "%3E")
                 invoice = f"<{url}|{invoice}>"
-            lines.append(
+            line = (
                 f"• *{invoice}* · {_escape(item.client_name)} · stage {item.stage} · "
                 f"{_escape(_amount(item, self.locale))}"
             )
-        sections: list[str] = []
-        for line in lines:
             if sections and len(sections[-1]) + len(line) + 1 <= _MAX_SECTION_CHARS:
                 sections[-1] += "\n" + line
             elif len(sections) < _MAX_SECTIONS:
@@ -96,10 +95,10 @@ class SlackNotifier:
         shown = sum(s.count("\n") + 1 for s in sections)
         if shown < len(items):
             sections.append(f"…and {len(items) - shown} more")
-        blocks: list[dict[str, Any]] = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary}*"}}
+        sections.insert(0, f"*{summary}*")
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections
         ]
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections]
         return {"text": summary, "blocks": blocks}
 
     def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
@@ -111,7 +110,7 @@ class SlackNotifier:
 
         def attempt() -> requests.Response:
             try:
-                response = self._session.post(self._webhook_url, json=payload, timeout=self.timeout)
+                response = requests.post(self._webhook_url, json=payload, timeout=5.0)
             except requests.ConnectionError as exc:  # not a ReadTimeout: Slack may have posted
                 raise Transient(type(exc).__name__) from None
             if response.status_code == 429 or response.status_code >= 500:
@@ -120,14 +119,11 @@ class SlackNotifier:
             return response
 
         try:
-            response = self._policy.run(attempt, sleep=self._sleep)
-        except (Transient, requests.RequestException) as exc:
+            response = SLACK_RETRY.run(attempt, sleep=self._sleep)
+        except Exception as exc:  # an alert is never worth failing the run that drafted invoices
             # Only the type: requests' messages quote the URL, and the URL is the secret.
             error = str(exc) if isinstance(exc, Transient) else type(exc).__name__
             logger.warning("slack alert failed", extra={"error": error})
-            return False
-        except Exception:  # an alert is never worth failing the run that drafted the invoices
-            logger.exception("slack alert could not be sent")
             return False
         if response.status_code != 200:
             logger.warning(

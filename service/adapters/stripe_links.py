@@ -10,9 +10,6 @@ twice, and the invoice id rides along in the PaymentIntent's metadata for reconc
 One link per (scope, invoice, currency, balance), kept in the ``payment_links`` table: a later
 stage reuses it; a partial payment changes the balance and so makes a new one. Stripe errors
 never leave this module: they come back as text for the row's status.
-
-Retries are the shared policy's (``http_retry``), not the library's own (its
-``max_network_retries`` is 0): the idempotency key makes a repeated create return the same link.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ import stripe
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.adapters.runs_sql import PaymentLink
 from service.domain.invoice import Invoice
-from service.ports import Clock, PaymentLinkResult, utc_now
+from service.ports import PaymentLinkResult, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +102,17 @@ class StripePaymentLinks:
         store: PaymentLinkStore,
         *,
         api_base: str | None = None,
-        policy: RetryPolicy = STRIPE_RETRY,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Clock = utc_now,
     ) -> None:
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else {},
-            max_network_retries=0,  # the policy retries, with the same idempotency key
+            # The shared policy retries, not the library: the idempotency key makes a repeated
+            # create return the same link.
+            max_network_retries=0,
         )
         self._store = store
-        self._policy = policy
         self._sleep = sleep
-        self._clock = clock
 
     def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
         """A link for the invoice's open balance (made once, then reused), or why there is none."""
@@ -131,29 +126,7 @@ class StripePaymentLinks:
         stored = self._store.get_payment_link(scope, invoice.invoice_id, currency, amount_minor)
         if stored is not None:
             return PaymentLinkResult(url=stored.url)
-        try:
-            created = self._create_with_retries(scope, invoice, currency, amount_minor)
-        except stripe.StripeError as exc:
-            message = exc.user_message or type(exc).__name__
-            log.warning(
-                "payment link failed",
-                extra={
-                    "invoice_id": invoice.invoice_id,
-                    "http_status": exc.http_status,
-                    "code": exc.code,
-                },
-            )
-            return PaymentLinkResult(error=f"Stripe: {message}"[:ERROR_MAX_CHARS])
-        except Exception as exc:  # a link is optional: nothing here may block the draft
-            log.exception("payment link failed", extra={"invoice_id": invoice.invoice_id})
-            return PaymentLinkResult(error=f"Stripe: unexpected {type(exc).__name__}")
-        # First writer wins: two workers that raced both use the link that was stored first.
-        saved = self._store.save_payment_link(created)
-        return PaymentLinkResult(url=saved.url)
 
-    def _create_with_retries(
-        self, scope: str, invoice: Invoice, currency: str, amount_minor: int
-    ) -> PaymentLink:
         def attempt() -> PaymentLink:
             try:
                 return self._create(scope, invoice, currency, amount_minor)
@@ -163,9 +136,19 @@ class StripePaymentLinks:
                 raise
 
         try:
-            return self._policy.run(attempt, sleep=self._sleep)
-        except _StripeTransient as gave_up:
-            raise gave_up.error from None
+            created = STRIPE_RETRY.run(attempt, sleep=self._sleep)
+        except (stripe.StripeError, _StripeTransient) as exc:
+            error = exc.error if isinstance(exc, _StripeTransient) else exc
+            details = {"http_status": error.http_status, "code": error.code}
+            log.warning("payment link failed", extra={"invoice_id": invoice.invoice_id, **details})
+            message = error.user_message or type(error).__name__
+            return PaymentLinkResult(error=f"Stripe: {message}"[:ERROR_MAX_CHARS])
+        except Exception as exc:  # a link is optional: nothing here may block the draft
+            log.exception("payment link failed", extra={"invoice_id": invoice.invoice_id})
+            return PaymentLinkResult(error=f"Stripe: unexpected {type(exc).__name__}")
+        # First writer wins: two workers that raced both use the link that was stored first.
+        saved = self._store.save_payment_link(created)
+        return PaymentLinkResult(url=saved.url)
 
     def _create(
         self, scope: str, invoice: Invoice, currency: str, amount_minor: int
@@ -199,7 +182,7 @@ class StripePaymentLinks:
             amount_minor=amount_minor,
             url=link.url,
             provider_id=link.id,
-            created_at=self._clock(),
+            created_at=utc_now(),
         )
 
 

@@ -100,10 +100,12 @@ def _authenticate_v1(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _identify() -> None:
-        g.identity, g.auth_error = None, None
+        g.caller, g.identity, g.auth_error = None, None, None
         if request.path.startswith("/v1/"):
             try:
-                g.identity = authenticator.identify(request)
+                # The caller's scopes are checked by each view, once it knows the scope.
+                g.caller = authenticator.identify(request)
+                g.identity = g.caller.identity
             except ApiError as exc:
                 g.auth_error = exc
 

@@ -4,6 +4,9 @@ Both arrive as ``Authorization: Bearer …``. API keys are compared in constant 
 else is tried as a Google ID token (``ScriptApp.getIdentityToken()`` in the add-on) when
 GOOGLE_CLIENT_ID is set: signature against Google's published certs (cached), issuer,
 audience, expiry, a verified email, and the ALLOWED_GOOGLE_IDENTITIES allow-list.
+
+Either may be bound to scopes (``key:scope1|scope2`` in API_KEYS, likewise for identities): the
+views call ``require_scope`` with the scope a request would touch, before touching it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import google.auth.exceptions
 import requests
-from flask import Request
-from google.auth import transport
-from google.auth.transport.requests import Request as GoogleRequest
-from google.oauth2 import id_token
+from flask import Request, g
+from google.auth import jwt
+from werkzeug.http import parse_cache_control_header
 
 from service.api.errors import ApiError
 from service.config import Settings
@@ -39,31 +39,7 @@ CLOCK_SKEW_S = 10
 # An unknown key id triggers one re-fetch, at most this often: forged kids must not turn
 # every request into a round trip to Google.
 REFETCH_AFTER_S = 60.0
-_MAX_AGE = re.compile(r"max-age=(\d+)")
 _CHALLENGE = 'Bearer realm="invoice-collector"'
-
-
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer …`` header, or None."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def key_matches(token: str, keys: Sequence[str]) -> bool:
-    """True when ``token`` equals one of ``keys``; compares against all of them, always."""
-    supplied = token.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(supplied, key.encode())
-    return matched
-
-
-def key_identity(token: str) -> str:
-    """A short fingerprint of an API key: safe to log and to rate-limit by, unlike the key."""
-    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -72,88 +48,40 @@ def _unauthorized(message: str) -> ApiError:
     )
 
 
-def require_api_key(request: Request, keys: Sequence[str]) -> str:
-    """Return the caller's identity (the key's short fingerprint) or raise 401."""
-    token = bearer_token(request)
-    if token is None:
-        raise ApiError(
-            401,
-            "Missing API key: send 'Authorization: Bearer <API key>'.",
-            headers={"WWW-Authenticate": _CHALLENGE},
-        )
-    if not keys or not key_matches(token, keys):
-        raise _unauthorized("The API key is not valid.")
-    return key_identity(token)
+def fingerprint(kind: str, value: str) -> str:
+    """``kind:`` and 12 hex digits of ``value``'s SHA-256: safe to log, unlike keys and scopes."""
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:12]}"
 
 
-class _CachedResponse:
-    """The parts of a google.auth transport Response that id_token reads."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.data = data
+def _fingerprints(scopes: Iterable[str]) -> list[str]:
+    return sorted(fingerprint("scope", scope) for scope in scopes)
 
 
-class CachingCertsRequest:
-    """A google.auth transport Request that keeps successful GETs for their max-age.
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and the scopes it may use."""
 
-    ``id_token.verify_token`` fetches the certs on every call; this keeps one copy per URL
-    so a request costs no round trip to Google until the certs expire.
-    """
-
-    def __init__(
-        self,
-        inner: Callable[..., Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._inner = inner or GoogleRequest(requests.Session())
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, float, _CachedResponse]] = {}  # fetched, expires
-        self.fetches = 0  # round trips made, for tests and metrics
-
-    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> _CachedResponse:
-        """GET ``url`` from the cache, or over the network when missing or stale."""
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(url)
-            if method == "GET" and hit is not None and hit[1] > now:
-                return hit[2]
-        kwargs.setdefault("timeout", CERTS_TIMEOUT_S)
-        response = self._inner(url, method=method, **kwargs)
-        self.fetches += 1
-        cached = _CachedResponse(response.status, dict(response.headers), response.data)
-        if method == "GET" and response.status == 200:
-            with self._lock:
-                self._cache[url] = (now, now + _ttl(cached.headers), cached)
-        return cached
-
-    def forget(self, url: str) -> None:
-        """Drop the cached copy of ``url`` (the signing key rotated before max-age ran out)."""
-        with self._lock:
-            self._cache.pop(url, None)
-
-    def fetched_ago(self, url: str) -> float | None:
-        """Seconds since ``url`` was fetched into the cache, or None when not cached."""
-        with self._lock:
-            hit = self._cache.get(url)
-        return None if hit is None else self._clock() - hit[0]
+    identity: str  # ``key:<fingerprint>`` or ``google:<email>``: safe to log and to limit by
+    scopes: frozenset[str] | None = None  # None: every scope
 
 
-def _ttl(headers: Mapping[str, str]) -> float:
-    control = next((v for k, v in headers.items() if k.lower() == "cache-control"), "")
-    match = _MAX_AGE.search(control)
-    if match is None:
-        return DEFAULT_CERTS_TTL_S
-    return min(float(match.group(1)), MAX_CERTS_TTL_S)
-
-
-def identity_allowed(email: str, allowed: Sequence[str]) -> bool:
-    """True when ``email`` is listed, or its domain is listed as ``@domain``."""
-    email = email.lower()
-    domain = "@" + email.rpartition("@")[2]
-    return any(entry.lower() in (email, domain) for entry in allowed)
+def require_scope(scope: str, *, refusal: str | None = None) -> None:
+    """Refuse (403) the current request unless its caller may use ``scope``, naming ``scope``
+    unless a ``refusal`` is given (for a scope the caller did not choose: the server's sheet)."""
+    caller = g.get("caller")
+    if not isinstance(caller, Caller):  # every /v1 request is identified first: fail closed
+        raise _unauthorized("The request carries no verified credentials.")
+    if caller.scopes is None or scope in caller.scopes:
+        return
+    fingerprints = {"scope": fingerprint("scope", scope), "bound_to": _fingerprints(caller.scopes)}
+    log.info("scope refused", extra={"caller": caller.identity, **fingerprints})
+    who = "This Google account" if caller.identity.startswith("google:") else "This API key"
+    if refusal is None:
+        message, details = f"{who} may not use the scope {scope!r}.", {"scope": scope}
+    else:
+        # Another client's sheet id (or the server's file path) is not told to this caller.
+        message, details = f"{who} {refusal}", None
+    raise ApiError(403, message, code="scope_forbidden", details=details)
 
 
 class GoogleIdentity:
@@ -164,76 +92,91 @@ class GoogleIdentity:
         client_id: str,
         allowed: Sequence[str],
         certs_url: str,
-        http: CachingCertsRequest | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        scopes: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         # GOOGLE_CLIENT_ID may list several ids (say, the add-on's and a test deployment's).
         self.audience = [part.strip() for part in client_id.split(",") if part.strip()]
-        self.allowed = tuple(allowed)
+        self.allowed = tuple(entry.lower() for entry in allowed)
+        # Entries (addresses, @domains) bound to scopes; the others may use every scope.
+        self.scopes = {entry.lower(): frozenset(s) for entry, s in (scopes or {}).items()}
         self.certs_url = certs_url
-        self.http = http or CachingCertsRequest()
+        self._clock = clock
+        self._session = requests.Session()
+        # (fetched at, expires at, {key id: PEM}); replaced whole, so threads need no lock.
+        self._certs: tuple[float, float, Mapping[str, str]] | None = None
 
-    def verify(self, token: str) -> str:
-        """The caller's identity (``google:<email>``), or ApiError 401/403/503."""
+    def verify(self, token: str) -> Caller:
+        """The caller (``google:<email>`` and its scopes), or ApiError 401/403/503."""
         claims = self._claims(token)
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise _unauthorized("The Google ID token was not issued by Google.")
         email = claims.get("email")
         if not isinstance(email, str) or claims.get("email_verified") is not True:
             raise _unauthorized("The Google ID token carries no verified email.")
-        if not identity_allowed(email, self.allowed):
-            log.info("google identity refused", extra={"domain": email.rpartition("@")[2]})
+        email, domain = email.lower(), "@" + email.rpartition("@")[2].lower()
+        # The address's own entry wins over its domain's: one person may be bound more narrowly.
+        entry = next((e for e in (email, domain) if e in self.allowed), None)
+        if entry is None:
+            log.info("google identity refused", extra={"domain": domain[1:]})
             raise ApiError(403, "This Google account is not allowed to use this service.")
-        return "google:" + email.lower()
+        return Caller("google:" + email, self.scopes.get(entry))
 
     def _claims(self, token: str) -> Mapping[str, Any]:
         try:
-            return self._verify(token)
-        except ValueError as exc:
-            # An unknown key id usually means Google rotated its keys: fetch them once more.
-            fetched_ago = self.http.fetched_ago(self.certs_url)
-            if "key id" not in str(exc) or fetched_ago is None or fetched_ago < REFETCH_AFTER_S:
-                raise self._refused(exc) from None
-            self.http.forget(self.certs_url)
             try:
-                return self._verify(token)
-            except ValueError as again:
-                raise self._refused(again) from None
-        except (google.auth.exceptions.TransportError, requests.RequestException):
+                return self._decode(token, refetch=False)
+            except ValueError as exc:
+                # An unknown key id usually means Google rotated its keys: fetch them once more.
+                fetched_at = self._certs[0] if self._certs else self._clock()
+                if "key id" not in str(exc) or self._clock() - fetched_at < REFETCH_AFTER_S:
+                    raise
+                return self._decode(token, refetch=True)
+        except requests.RequestException:  # before ValueError: a bad JSON body is both
             log.warning("could not fetch Google's certs", extra={"certs_url": self.certs_url})
             raise ApiError(
                 503, "Google identity cannot be verified right now; try again shortly."
             ) from None
+        except ValueError as exc:
+            # The reason goes to the log, the caller gets one message so a probe learns nothing
+            # about which check failed. google-auth quotes the token after a colon in some
+            # messages ("Wrong number of segments in token: …"), so only the text before it stays.
+            reason = str(exc).split(",")[0].split(":")[0][:80]
+            log.info("google id token refused", extra={"reason": reason})
+            raise _unauthorized("The Google ID token is not valid.") from None
 
-    def _verify(self, token: str) -> Mapping[str, Any]:
-        request: transport.Request = self.http  # type: ignore[assignment]
-        claims: Mapping[str, Any] = id_token.verify_token(
+    def _decode(self, token: str, refetch: bool) -> Mapping[str, Any]:
+        now = self._clock()
+        if refetch or self._certs is None or self._certs[1] <= now:
+            # google-auth's id_token.verify_token would fetch the certs on every call.
+            response = self._session.get(self.certs_url, timeout=CERTS_TIMEOUT_S)
+            response.raise_for_status()
+            max_age = parse_cache_control_header(response.headers.get("Cache-Control")).max_age
+            ttl = DEFAULT_CERTS_TTL_S if max_age is None else min(max_age, MAX_CERTS_TTL_S)
+            self._certs = (now, now + ttl, response.json())
+        claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
             token,
-            request,
+            certs=self._certs[2],
             audience=self.audience,
-            certs_url=self.certs_url,
             clock_skew_in_seconds=CLOCK_SKEW_S,
         )
         return claims
-
-    @staticmethod
-    def _refused(exc: Exception) -> ApiError:
-        # The reason goes to the log, the caller gets one message so a probe learns nothing
-        # about which check failed. google-auth quotes the token after a colon in some
-        # messages ("Wrong number of segments in token: …"), so only the text before it stays.
-        reason = str(exc).split(",")[0].split(":")[0][:80]
-        log.info("google id token refused", extra={"reason": reason})
-        return _unauthorized("The Google ID token is not valid.")
-
-
-def _looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and len(token) < 8192
 
 
 class Authenticator:
     """API key first; then a Google ID token when Google identity is configured."""
 
-    def __init__(self, api_keys: Sequence[str], google: GoogleIdentity | None = None) -> None:
-        self.api_keys = tuple(api_keys)
+    def __init__(
+        self,
+        api_keys: Sequence[str],
+        google: GoogleIdentity | None = None,
+        *,
+        key_scopes: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        self.api_keys = tuple(key.encode() for key in api_keys)
+        # Looked up by the token only after it has matched a key in constant time.
+        self._key_scopes = {key.encode(): frozenset(s) for key, s in (key_scopes or {}).items()}
         self.google = google
 
     @classmethod
@@ -247,20 +190,34 @@ class Authenticator:
                 settings.google_client_id,
                 settings.allowed_google_identities,
                 settings.google_certs_url,
+                scopes=settings.google_identity_scopes,
             )
-        return cls(settings.api_keys, google)
+        bindings = {
+            **{fingerprint("key", k): s for k, s in settings.api_key_scopes.items()},
+            **settings.google_identity_scopes,
+        }
+        if bindings:
+            # Fingerprints only, as for keys: a sheet id, with its link shared, opens the sheet.
+            log.info(
+                "scope bindings",
+                extra={"bindings": {who: _fingerprints(s) for who, s in bindings.items()}},
+            )
+        return cls(settings.api_keys, google, key_scopes=settings.api_key_scopes)
 
-    def identify(self, request: Request) -> str:
-        """The caller's identity (``key:…`` or ``google:…``), or ApiError."""
-        token = bearer_token(request)
-        if token is None:
+    def identify(self, request: Request) -> Caller:
+        """The caller (``key:…`` or ``google:…``, with its scopes), or ApiError."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise ApiError(
                 401,
                 "Missing credentials: send 'Authorization: Bearer <API key or Google ID token>'.",
                 headers={"WWW-Authenticate": _CHALLENGE},
             )
-        if self.api_keys and key_matches(token, self.api_keys):
-            return key_identity(token)
-        if self.google is not None and _looks_like_jwt(token):
+        supplied = token.encode()
+        # Compared against every key, always, so the time taken says nothing about which.
+        if sum(hmac.compare_digest(supplied, key) for key in self.api_keys):
+            return Caller(fingerprint("key", token), self._key_scopes.get(supplied))
+        if self.google is not None and token.count(".") == 2 and len(token) < 8192:
             return self.google.verify(token)
         raise _unauthorized("The API key is not valid.")

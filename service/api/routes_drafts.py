@@ -35,6 +35,7 @@ class Drafts(MethodView):
     @blp.arguments(DraftsRequestSchema)
     @blp.response(200, PlanResponseSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(413, schema=ErrorResponseSchema)
     @blp.alt_response(422, schema=ErrorResponseSchema)
     @blp.doc(

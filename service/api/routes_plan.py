@@ -10,13 +10,14 @@ from typing import Any
 from flask.views import MethodView
 
 from service.api import services
+from service.api.auth import require_scope
 from service.api.blueprint import Blueprint
 from service.api.errors import ApiError
 from service.api.schemas import ErrorResponseSchema, PlanRequestSchema, PlanResponseSchema
 from service.bootstrap import Services
 from service.domain.dates import today_in
 from service.usecases.plan import PlannedRow, plan
-from service.usecases.report import overdue_totals, planned_row_dict, summarize
+from service.usecases.report import aging_report, overdue_totals, planned_row_dict, summarize
 
 blp = Blueprint("plan", __name__, url_prefix="/v1", description="Plan reminders")
 
@@ -31,7 +32,18 @@ class RequestContext:
 
 
 def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
-    """Fill in today/timezone/scope from the request or the configuration, and cap the rows."""
+    """Fill in today/timezone/scope from the request or the configuration, and cap the rows.
+
+    A caller bound to other scopes is refused (403) here, before anything is read or claimed;
+    a bound caller must name its scope, since the default one is shared by every unnamed call.
+    """
+    scope = args.get("scope") or "default"
+    if args.get("scope"):
+        require_scope(scope)
+    else:
+        require_scope(
+            scope, refusal="is bound to particular sheets: send `scope`, the id of one of them."
+        )
     rows = args["invoices"]
     limit = svc.settings.max_rows_per_request
     if len(rows) > limit:
@@ -42,7 +54,7 @@ def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
         )
     timezone = args.get("timezone") or svc.settings.timezone
     today = args.get("today") or today_in(timezone, svc.clock())
-    return RequestContext(today=today, timezone=timezone, scope=args.get("scope") or "default")
+    return RequestContext(today=today, timezone=timezone, scope=scope)
 
 
 def envelope(
@@ -64,6 +76,7 @@ class Plan(MethodView):
     @blp.arguments(PlanRequestSchema)
     @blp.response(200, PlanResponseSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(413, schema=ErrorResponseSchema)
     @blp.alt_response(422, schema=ErrorResponseSchema)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -74,4 +87,8 @@ class Plan(MethodView):
             args["invoices"], today=ctx.today, settings=svc.plan_settings, templates=svc.templates
         )
         locale = svc.settings.locale
-        return envelope(ctx, planned, [planned_row_dict(p, locale=locale) for p in planned], locale)
+        rows = [planned_row_dict(p, locale=locale) for p in planned]
+        return {
+            **envelope(ctx, planned, rows, locale),
+            "aging": aging_report(planned, ctx.today, locale),
+        }

@@ -7,67 +7,25 @@ ledger database (SqlRuns), so any instance behind the load balancer can answer t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
 
+from service.adapters.runs_sql import RunInProgress
 from service.api import services
+from service.api.auth import require_scope
 from service.api.blueprint import Blueprint
 from service.api.errors import ApiError
 from service.api.schemas import ErrorResponseSchema
 from service.api.schemas_runs import RunAcceptedSchema, RunRequestSchema, RunSchema
-from service.bootstrap import Services
 from service.config import ConfigError
-from service.ports import AuthorizationError, DraftSink, InvoiceSource, Run
-from service.usecases.run import Progress, RunReport, RunStatus, record_run, run_sheet
+from service.ports import AuthorizationError
+from service.usecases.run import RunStatus, record_run, run_timezone, run_wired
 
 blp = Blueprint("runs", __name__, url_prefix="/v1", description="Headless runs")
-
-
-def _scope(source: InvoiceSource) -> str:
-    # CsvFileSource names its scope; SheetsSource is scoped by its spreadsheet id.
-    return str(getattr(source, "scope", None) or getattr(source, "spreadsheet_id", "unknown"))
-
-
-def run_body(run: Run) -> dict[str, Any]:
-    """A stored run as GET /v1/runs/{id} returns it."""
-    return {
-        "id": run.id,
-        "scope": run.scope,
-        "state": run.state.value,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "progress": {"done": run.done, "total": run.total},
-        "summary": dict(run.summary),
-        "results": list(run.results),
-        "error": run.error,
-    }
-
-
-def _execute(
-    svc: Services, source: InvoiceSource, sink: DraftSink | None, args: dict[str, Any]
-) -> Callable[[Progress], RunReport]:
-    def execute(progress: Progress) -> RunReport:
-        return run_sheet(
-            source,
-            ledger=svc.ledger,
-            sink=(lambda: sink) if sink is not None else (lambda: svc.sink_for(None)),
-            templates=svc.templates,
-            settings=svc.run_settings,
-            clock=svc.clock,
-            today=args["today"],
-            dry_run=args["dry_run"],
-            force=True,  # the window was checked when the run was accepted
-            notifier=svc.notifier(),
-            on_progress=progress,
-            on_created=svc.after_draft,
-            payment_links=svc.payment_links,
-        )
-
-    return execute
 
 
 @blp.route("/runs")
@@ -75,43 +33,61 @@ class Runs(MethodView):
     @blp.arguments(RunRequestSchema, required=False)
     @blp.response(202, RunAcceptedSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(409, schema=ErrorResponseSchema)
     @blp.alt_response(422, schema=ErrorResponseSchema)
     @blp.alt_response(503, schema=ErrorResponseSchema)
     def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Start a run over the configured sheet (Google Sheet or INVOICES_FILE); 202 + id."""
         svc = services()
-        settings = svc.settings
-        args = {
-            "today": args.get("today"),
-            "dry_run": settings.dry_run if args.get("dry_run") is None else args["dry_run"],
-            "force": bool(args.get("force")),
-        }
-        window = svc.run_settings.window
-        if not args["force"] and not window.contains(svc.clock()):
-            raise ApiError(
-                409,
-                f"Outside the run window ({window.start:02d}:00–{window.end:02d}:00 "
-                f"{window.timezone}); send force: true to run anyway.",
-                code=RunStatus.OUTSIDE_WINDOW.value,
-                details={"window_start": window.start, "window_end": window.end},
-            )
+        dry_run = svc.settings.dry_run if args.get("dry_run") is None else args["dry_run"]
         try:
             source = svc.source()
+            # CsvFileSource names its scope; SheetsSource is scoped by its spreadsheet id.
+            scope = getattr(source, "scope", None) or getattr(source, "spreadsheet_id", "unknown")
+            # Before the run is recorded, the sheet read or a mailbox opened.
+            require_scope(str(scope), refusal="may not run the server's sheet.")
+            # The window is in the sheet's own zone unless TIMEZONE says otherwise.
+            zone = run_timezone(source, svc.run_settings)[0]
+            window = svc.run_settings.window
+            if not args.get("force") and not window.contains(svc.clock(), zone):
+                raise ApiError(
+                    409,
+                    f"Outside the run window ({window.start:02d}:00–{window.end:02d}:00 "
+                    f"{zone}); send force: true to run anyway.",
+                    code=RunStatus.OUTSIDE_WINDOW.value,
+                    details={"window_start": window.start, "window_end": window.end},
+                )
             # Made now, so missing mailbox credentials are a 401 here, not a failed run later.
-            sink = None if args["dry_run"] else svc.sink_for(None)
+            sink = None if dry_run else svc.sink_for(None)
+            run = svc.runs.create_run(str(scope), now=svc.clock())
         except AuthorizationError as exc:
             raise ApiError(401, str(exc), code=exc.code) from None
         except ConfigError as exc:
             raise ApiError(503, str(exc), code="not_configured") from None
-        run = svc.runs.create_run(_scope(source), now=svc.clock())
+        except RunInProgress as exc:
+            raise ApiError(
+                409, f"{exc}: wait for it.", code="run_in_progress", details={"id": exc.run.id}
+            ) from None
+        except Exception as exc:
+            from service.adapters.sheets import SheetsError
+
+            if not isinstance(exc, SheetsError):
+                raise
+            # A sheet that cannot tell its zone (not shared, Google down) is a 503 now.
+            raise ApiError(503, str(exc), code="sheet_unavailable") from None
+        # The window was checked above: the run itself is forced.
+        execute = partial(
+            run_wired, svc, source, today=args.get("today"), dry_run=dry_run, force=True, sink=sink
+        )
         thread = threading.Thread(
             target=record_run,
-            args=(svc.runs, run.id, _execute(svc, source, sink, args)),
-            kwargs={"clock": svc.clock},
+            args=(svc.runs, run.id, execute),
+            # Touched four times a lease, so only a dead worker's run is ever taken for one.
+            kwargs={"clock": svc.clock, "heartbeat_s": svc.settings.run_lease_seconds / 4},
             name=f"run-{run.id}",
+            daemon=True,  # a shutting-down worker must not hang on a run
         )
-        thread.daemon = True  # a shutting-down worker must not hang on a run
         thread.start()
         status_url = url_for("runs.RunById", run_id=run.id)
         body = {"id": run.id, "state": run.state.value, "status_url": status_url}
@@ -122,10 +98,12 @@ class Runs(MethodView):
 class RunById(MethodView):
     @blp.response(200, RunSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(404, schema=ErrorResponseSchema)
     def get(self, run_id: str) -> dict[str, Any]:
         """A run's state, progress, summary and per-row results (never email bodies)."""
         run = services().runs.get_run(run_id)
         if run is None:
             raise ApiError(404, f"No run {run_id!r}.", code="run_not_found")
-        return run_body(run)
+        require_scope(run.scope, refusal="may not read this run: it is of another sheet.")
+        return {**asdict(run), "progress": {"done": run.done, "total": run.total}}

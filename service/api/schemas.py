@@ -135,6 +135,12 @@ class RowResultSchema(Schema):
     reason = fields.String(required=True)
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.String())
+    fix = fields.String(
+        metadata={"description": "For an error row: what to change in the sheet, in plain words."}
+    )
+    draft_on = fields.Date(
+        metadata={"description": "not_business_day: the day the reminder will be drafted."}
+    )
     currency = fields.String()
     balance = fields.String(metadata={"description": "Decimal as text"})
     amount_formatted = fields.String()
@@ -145,6 +151,12 @@ class RowResultSchema(Schema):
     thread_id = fields.String(allow_none=True)
     draft_url = fields.String(allow_none=True)
     retryable = fields.Boolean()
+    drafted_by = fields.String(
+        metadata={"description": "duplicate: the other mailbox whose Drafts hold the draft."}
+    )
+    waiting_since = fields.Date(
+        metadata={"description": "previous_unsent: the day the unsent draft was made."}
+    )
     payment_link = fields.String(allow_none=True)
     writeback = fields.Nested(WritebackSchema)
 
@@ -165,12 +177,45 @@ class TotalSchema(Schema):
     balance_formatted = fields.String(required=True)
 
 
+class MoneySchema(Schema):
+    amount = fields.String(required=True, metadata={"description": "Decimal as text"})
+    formatted = fields.String(required=True, metadata={"example": "$1,234.50"})
+
+
+class BucketSchema(MoneySchema):
+    bucket = fields.String(
+        required=True, validate=validate.OneOf(("current", "1-30", "31-60", "61-90", "90+"))
+    )
+
+
+class ClientBalanceSchema(MoneySchema):
+    client_name = fields.String(required=True)
+
+
+class AgingSchema(Schema):
+    """One currency's open balances by days past due, top overdue clients and DSO."""
+
+    currency = fields.String(required=True)
+    buckets = fields.List(fields.Nested(BucketSchema), required=True)
+    open = fields.Nested(MoneySchema, required=True)
+    top_clients = fields.List(fields.Nested(ClientBalanceSchema), required=True)
+    dso_days = fields.String(
+        allow_none=True,
+        metadata={"description": "Open receivables ÷ invoiced in the last 90 days × 90."},
+    )
+    dso_note = fields.String(allow_none=True, metadata={"example": "needs sent_date"})
+
+
 class PlanResponseSchema(Schema):
     today = fields.Date(required=True)
     timezone = fields.String(required=True)
     scope = fields.String(allow_none=True)
     summary = fields.Nested(SummarySchema, required=True)
     totals = fields.List(fields.Nested(TotalSchema), required=True)
+    aging = fields.List(
+        fields.Nested(AgingSchema),
+        metadata={"description": "Per currency, from the rows of this request (plan only)."},
+    )
     rows = fields.List(fields.Nested(RowResultSchema), required=True)
     dry_run = fields.Boolean()
     stopped = fields.String(allow_none=True)

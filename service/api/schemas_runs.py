@@ -49,6 +49,10 @@ class RunSummarySchema(Schema):
     drafted = fields.Integer()
     written = fields.Integer(metadata={"description": "Rows written back to the sheet."})
     today = fields.String(allow_none=True, metadata={"example": "2026-11-24"})
+    timezone = fields.String(allow_none=True, metadata={"example": "Pacific/Auckland"})
+    timezone_from = fields.String(
+        allow_none=True, metadata={"description": "Where the zone came from: TIMEZONE, the sheet…"}
+    )
     dry_run = fields.Boolean()
     alerted = fields.Boolean(metadata={"description": "A Slack alert was delivered."})
     stopped = fields.String(allow_none=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from service.domain.calendar import BusinessCalendar
 from service.domain.invoice import Invoice, RowError
 
 DEFAULT_STAGES = (7, 14, 21, 28, 35, 42)
@@ -49,19 +50,35 @@ class Reason(StrEnum):
     DRAFT_FAILED = "draft_failed"
     GMAIL_UNAUTHORIZED = "gmail_unauthorized"
     TIME_BUDGET = "time_budget"  # left for the next call: this one ran out of time
+    PROMISED = "promised"  # the client promised to pay: wait until then (plus a grace)
+    PAUSED = "paused"  # reminders paused until a date
+    NOT_BUSINESS_DAY = "not_business_day"  # due today, drafted on the next business day
+    CATCHING_UP = "catching_up"  # CATCH_UP=next: the stage after the last one drafted
+    PREVIOUS_UNSENT = "previous_unsent"  # the last reminder still waits in Drafts
+    PENDING = "pending"  # the create's outcome is unknown: looked for after the lease
+
+
+class CatchUp(StrEnum):
+    """After days without runs: draft the highest stage reached, or the one after the last."""
+
+    LATEST = "latest"
+    NEXT = "next"
 
 
 @dataclass(frozen=True)
 class Policy:
     """The settings the decision depends on."""
 
-    stages: tuple[int, ...] = DEFAULT_STAGES
+    stages: tuple[int, ...] = DEFAULT_STAGES  # a negative stage is a courtesy before due
     closed_statuses: frozenset[str] = DEFAULT_CLOSED_STATUSES
     min_gap_days: int = 0
+    promise_grace_days: int = 1
+    catch_up: CatchUp = CatchUp.LATEST
+    calendar: BusinessCalendar | None = None  # None: any day is a drafting day
 
     def __post_init__(self) -> None:
-        if not self.stages or any(s <= 0 for s in self.stages):
-            raise ValueError("stages must be positive day counts")
+        if not self.stages or 0 in self.stages:
+            raise ValueError("stages are day counts from the due date, never 0")
         object.__setattr__(self, "stages", tuple(sorted(set(self.stages))))
         object.__setattr__(
             self, "closed_statuses", frozenset(_status_key(s) for s in self.closed_statuses)
@@ -75,6 +92,7 @@ class Decision(NamedTuple):
     reason: Reason
     days_overdue: int | None = None
     stage: int | None = None
+    draft_on: dt.date | None = None  # not_business_day: the day it will be drafted
 
 
 def _status_key(status: str) -> str:
@@ -87,35 +105,63 @@ def days_overdue(due_date: dt.date, today: dt.date) -> int:
 
 
 def stage_for(days: int, stages: Sequence[int] = DEFAULT_STAGES) -> int | None:
-    """The highest stage reached after ``days`` overdue, or None before the first.
+    """The highest stage reached ``days`` after the due date (negative: before it), or None.
 
-    ``stages`` ascend (Policy sorts them).
+    A courtesy stage (negative) is reached only before the due date: "due in 3 days" said on
+    the day it is due would be wrong. ``stages`` ascend (Policy sorts them).
     """
-    reached = bisect_right(stages, days)
-    return stages[reached - 1] if reached else None
+    reached = [s for s in stages[: bisect_right(stages, days)] if s > 0 or days < 0]
+    return reached[-1] if reached else None
+
+
+def _next_stage(last: int | None, reached: int, days: int, stages: Sequence[int]) -> int | None:
+    """CATCH_UP=next: the first stage after ``last`` (up to the one reached), or None."""
+    for stage in stages:
+        if (last is None or stage > last) and stage <= reached and (stage > 0 or days < 0):
+            return stage
+    return None
 
 
 def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
     """The decision for one parsed invoice on ``today`` (the spreadsheet's date)."""
-    days = days_overdue(invoice.due_date, today)
-    stage = stage_for(days, policy.stages)
+    days = (today - invoice.due_date).days
+    overdue = max(0, days)
+    reached = stage_for(days, policy.stages)
     if _status_key(invoice.status) in policy.closed_statuses:
-        return Decision(Action.SKIP, Reason.CLOSED_STATUS, days, stage)
+        return Decision(Action.SKIP, Reason.CLOSED_STATUS, overdue, reached)
     if invoice.balance <= 0:
-        return Decision(Action.SKIP, Reason.ZERO_BALANCE, days, stage)
-    if stage is None:
-        return Decision(Action.SKIP, Reason.NOT_DUE, days, None)
+        return Decision(Action.SKIP, Reason.ZERO_BALANCE, overdue, reached)
+    if reached is None:
+        return Decision(Action.SKIP, Reason.NOT_DUE, overdue, None)
+    if invoice.pause_until is not None and today < invoice.pause_until:
+        return Decision(Action.SKIP, Reason.PAUSED, overdue, reached)
+    grace = dt.timedelta(days=policy.promise_grace_days)
+    if invoice.promised_date is not None and today < invoice.promised_date + grace:
+        return Decision(Action.SKIP, Reason.PROMISED, overdue, reached)
     if invoice.last_sent_at == today:
-        return Decision(Action.SKIP, Reason.ALREADY_DRAFTED_TODAY, days, stage)
-    if invoice.last_stage_sent is not None and invoice.last_stage_sent >= stage:
-        return Decision(Action.SKIP, Reason.STAGE_ALREADY_DRAFTED, days, stage)
+        return Decision(Action.SKIP, Reason.ALREADY_DRAFTED_TODAY, overdue, reached)
+    last = invoice.last_stage_sent
+    if policy.catch_up is CatchUp.NEXT:
+        stage = _next_stage(last, reached, days, policy.stages)
+    else:
+        stage = reached if last is None or last < reached else None
+    if stage is None:
+        return Decision(Action.SKIP, Reason.STAGE_ALREADY_DRAFTED, overdue, reached)
     if (
         policy.min_gap_days > 0
         and invoice.last_sent_at is not None
         and (today - invoice.last_sent_at).days < policy.min_gap_days
     ):
-        return Decision(Action.SKIP, Reason.TOO_SOON, days, stage)
-    return Decision(Action.DRAFT, Reason.DUE, days, stage)
+        return Decision(Action.SKIP, Reason.TOO_SOON, overdue, stage)
+    calendar = policy.calendar
+    if calendar is not None and not calendar.is_business_day(today):
+        # The same stage waits for the next business day; it is not skipped (a later run
+        # drafts it, since nothing was written back today).
+        later = calendar.next_business_day(today)
+        return Decision(Action.SKIP, Reason.NOT_BUSINESS_DAY, overdue, stage, later)
+    return Decision(
+        Action.DRAFT, Reason.DUE if stage == reached else Reason.CATCHING_UP, overdue, stage
+    )
 
 
 def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:

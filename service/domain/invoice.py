@@ -26,6 +26,8 @@ INPUT_FIELDS = (
     "status",
     "amount_paid",
     "notes",
+    "promised_date",
+    "pause_until",
 )
 OUTPUT_FIELDS = ("last_stage_sent", "last_sent_at", "reminder_status")
 _EMAIL_SPLIT = re.compile(r"[,;]")
@@ -70,6 +72,8 @@ class Invoice:
     last_stage_sent: int | None = None
     last_sent_at: dt.date | None = None
     row: int | None = None
+    promised_date: dt.date | None = None  # the client promised to pay by then
+    pause_until: dt.date | None = None  # no reminder before this day
 
     @property
     def balance(self) -> Decimal:
@@ -166,8 +170,8 @@ def _stage(value: object) -> int | None:
         number = Decimal(text)
     except ArithmeticError:
         raise ValueError(f"{text!r} is not a stage number") from None
-    if not number.is_finite() or number != number.to_integral_value() or number < 0:
-        raise ValueError(f"{text!r} is not a stage number")
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError(f"{text!r} is not a stage number")  # negative: a courtesy stage
     return int(number)
 
 
@@ -247,6 +251,8 @@ _ERROR_ORDER = (
     "due_date",
     "sent_date",
     "last_sent_at",
+    "promised_date",
+    "pause_until",
     "currency",
     "last_stage_sent",
 )
@@ -271,6 +277,8 @@ def parse_row(
     due_date = r.date("due_date", required=True)
     sent_date = r.date("sent_date", required=False)
     last_sent_at = r.date("last_sent_at", required=False)
+    promised_date = r.date("promised_date", required=False)
+    pause_until = r.date("pause_until", required=False)
     currency = r.currency()
     last_stage = r.read("last_stage_sent", _stage)
     r.check_currency(currency)
@@ -291,4 +299,6 @@ def parse_row(
         last_stage_sent=last_stage,  # type: ignore[arg-type]
         last_sent_at=last_sent_at,
         row=row,
+        promised_date=promised_date,
+        pause_until=pause_until,
     )

@@ -1,9 +1,11 @@
 """generate_drafts(): the exactly-once flow of DESIGN §7 over planned rows.
 
 For each row to draft: claim the (scope, invoice, stage) key in the ledger → create the draft
-(or, when the key was left by a crashed holder, adopt the draft it may already have made) →
-record its ids. A caller that loses the claim reports the row as a duplicate. A failed
-create releases the key as retryable. No email body is stored or logged anywhere here.
+(or, when the key's lease ran out, adopt the draft its holder may already have made) → record
+its ids. A caller that loses the claim reports the row as a duplicate. A create that certainly
+failed releases the key as retryable; one whose outcome is unknown keeps it reserved and the
+row `pending` until a call after the lease looks for the draft. No email body is stored or
+logged anywhere here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from service.domain.decide import Action, Reason
 from service.ports import (
     AuthorizationError,
+    Claim,
     ClaimOutcome,
     Clock,
     CreatedDraft,
@@ -26,6 +29,7 @@ from service.ports import (
     DraftSink,
     Ledger,
     LedgerEntry,
+    OutcomeUnknown,
     OutgoingDraft,
     PaymentLinkResult,
     PaymentLinks,
@@ -33,7 +37,14 @@ from service.ports import (
     ThreadRef,
     WriteBack,
 )
-from service.rendering import RenderSettings, TemplateSet
+from service.rendering import (
+    RenderedEmail,
+    RenderSettings,
+    StatementLine,
+    TemplateLoadError,
+    TemplateSet,
+    statement_fields,
+)
 from service.usecases.message import HeaderInjectionError, build_draft
 from service.usecases.plan import PlannedRow, render_email
 
@@ -56,6 +67,10 @@ class DraftSettings:
     # sidebar chunk answers before the web worker's timeout; the rest come back as
     # `time_budget` rows for the next call.
     time_budget_seconds: float | None = None
+    # One statement draft for a client with two or more invoices due the same day.
+    group_by_client: bool = False
+    # Draft no stage on top of an earlier reminder still unsent in Drafts (UNSENT_POLICY=wait).
+    wait_for_unsent: bool = False
 
 
 def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
@@ -77,6 +92,9 @@ class DraftOutcome:
     replayed: bool = False  # answered from the ledger for a repeated Idempotency-Key
     payment_link: str | None = None  # the link merged into this draft, when there is one
     payment_link_error: str | None = None  # why the draft went out without one
+    statement_of: int = 0  # the invoices in this row's statement draft (0: its own draft)
+    waiting: LedgerEntry | None = None  # previous_unsent: the earlier draft still in Drafts
+    drafted_by: str | None = None  # duplicate: the other mailbox whose Drafts hold it
 
     @property
     def writeback(self) -> WriteBack | None:
@@ -86,6 +104,8 @@ class DraftOutcome:
             return None
         drafted_on = e.drafted_on or e.reserved_at.date()
         status = reminder_status(e.key.stage, self.planned.decision.days_overdue, drafted_on)
+        if self.statement_of:
+            status = f"{status}, in a statement of {self.statement_of} invoices"
         if self.payment_link_error:
             status = f"{status}; no payment link: {self.payment_link_error}"
         return WriteBack(
@@ -157,38 +177,43 @@ def generate_drafts(
             todo.append(i)
         else:
             outcomes[i] = DraftOutcome(item, item.decision.action, item.decision.reason)
+    units = _units(planned, todo, settings.group_by_client)
     stop = threading.Event()
     budget = settings.time_budget_seconds
     ends = None if budget is None else timer() + budget
 
-    def work(item: PlannedRow) -> DraftOutcome:
+    def work(indexes: list[int]) -> list[DraftOutcome]:
+        unit = [planned[i] for i in indexes]
         if stop.is_set():  # the mailbox refused us: try nothing more this run
-            return DraftOutcome(item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
+            return [_outcome(i, Reason.GMAIL_UNAUTHORIZED, retryable=True) for i in unit]
         if ends is not None and timer() >= ends:
-            return DraftOutcome(item, Action.SKIP, Reason.TIME_BUDGET, retryable=True)
+            return [DraftOutcome(i, Action.SKIP, Reason.TIME_BUDGET, retryable=True) for i in unit]
         try:
-            return _draft_one(run, item)
+            return _draft(run, unit)
         except AuthorizationError as exc:
             stop.set()
-            return DraftOutcome(
-                item, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, error=str(exc), retryable=True
-            )
+            return [
+                _outcome(i, Reason.GMAIL_UNAUTHORIZED, error=str(exc), retryable=True) for i in unit
+            ]
 
-    items = [planned[i] for i in todo]
     pool: ThreadPoolExecutor | None = None
-    results: Iterator[DraftOutcome]
-    if settings.concurrency > 1 and len(items) > 1:
+    results: Iterator[list[DraftOutcome]]
+    if settings.concurrency > 1 and len(units) > 1:
         pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="draft")
-        results = pool.map(work, items)
+        results = pool.map(work, units)
     else:
-        results = map(work, items)
+        results = map(work, units)
+    done = 0
     try:
-        for done, (i, outcome) in enumerate(zip(todo, results, strict=True), start=1):
-            outcomes[i] = outcome
-            if on_created is not None and outcome.reason is Reason.DRAFTED and not outcome.replayed:
-                on_created(outcome)
-            if on_progress is not None:
-                on_progress(done, len(todo))
+        for indexes, unit_outcomes in zip(units, results, strict=True):
+            for i, outcome in zip(indexes, unit_outcomes, strict=True):
+                outcomes[i] = outcome
+                created = outcome.reason is Reason.DRAFTED and not outcome.replayed
+                if on_created is not None and created:
+                    on_created(outcome)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(todo))
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
@@ -196,91 +221,175 @@ def generate_drafts(
     return GenerateResult(final, Reason.GMAIL_UNAUTHORIZED.value if stop.is_set() else None)
 
 
-def _draft_one(run: _Run, item: PlannedRow) -> DraftOutcome:
-    assert item.invoice is not None and item.decision.stage is not None
-    key = DraftKey(run.scope, item.invoice_id, item.decision.stage)
-    claim = run.ledger.claim(
-        key, now=run.clock(), lease_seconds=run.settings.lease_seconds, request_key=run.request_key
-    )
+def _units(planned: Sequence[PlannedRow], todo: list[int], by_client: bool) -> list[list[int]]:
+    """What becomes one draft: each invoice alone, or one client's invoices together."""
+    if not by_client:
+        return [[i] for i in todo]
+    clients: dict[frozenset[str], list[int]] = {}
+    for i in todo:
+        invoice = planned[i].invoice
+        assert invoice is not None
+        clients.setdefault(frozenset(e.lower() for e in invoice.client_emails), []).append(i)
+    return list(clients.values())
+
+
+def _outcome(item: PlannedRow, reason: Reason, **kw: object) -> DraftOutcome:
+    return DraftOutcome(item, Action.ERROR, reason, **kw)  # type: ignore[arg-type]
+
+
+def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
+    """Claim the unit's keys (all or none), render and create its one draft, record it."""
+    if run.settings.wait_for_unsent:
+        waiting = [_unsent(run, item) for item in unit]
+        if any(waiting):
+            return [
+                DraftOutcome(item, Action.SKIP, Reason.PREVIOUS_UNSENT, waiting=w, retryable=True)
+                if w is not None
+                else DraftOutcome(item, Action.SKIP, Reason.PREVIOUS_UNSENT, retryable=True)
+                for item, w in zip(unit, waiting, strict=True)
+            ]
+    keys = [DraftKey(run.scope, item.invoice_id, item.decision.stage or 0) for item in unit]
+    now, lease = run.clock(), run.settings.lease_seconds
+    if len(unit) == 1:
+        claims = [
+            run.ledger.claim(keys[0], now=now, lease_seconds=lease, request_key=run.request_key)
+        ]
+    else:
+        claims = run.ledger.claim_all(
+            keys, now=now, lease_seconds=lease, request_key=run.request_key
+        )
+    if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims):
+        return [_not_claimed(run, item, claim) for item, claim in zip(unit, claims, strict=True)]
+
+    def fail(error: str) -> None:
+        for key in keys:
+            run.ledger.record_failed(key, error, now=run.clock())
+
+    # Only now, with the keys claimed, is a draft certain to be attempted: duplicates, dry runs
+    # and plans never make links, and the email is rendered once, with its links.
+    links = [_payment_link(run, item) for item in unit]
+    try:
+        email = _render(run, unit, links)
+        draft = _build(run, unit, email, keys)
+    except TemplateLoadError as exc:
+        fail("template error")
+        return [_outcome(i, Reason.TEMPLATE_ERROR, error=str(exc), retryable=False) for i in unit]
+    except (HeaderInjectionError, ValueError, TypeError) as exc:
+        fail(f"invalid message: {exc}")
+        return [_outcome(i, Reason.DRAFT_FAILED, error=str(exc), retryable=False) for i in unit]
+    # A key whose lease ran out may hold the draft its holder made: look before creating.
+    looking = any(claim.recovered for claim in claims)
+    try:
+        found: CreatedDraft | None = run.sink.find(draft) if looking else None
+        looking = False
+        created = found or run.sink.create(draft)
+    except SinkError as exc:
+        log.warning("draft failed", extra={"invoices": len(unit), "code": exc.code})
+        # While a draft may exist (the create's outcome is unknown, or the look failed), the
+        # key stays reserved: released, it would be claimed again and created blind. Only a
+        # look after the lease (a recovered claim) creates it.
+        uncertain = looking or isinstance(exc, OutcomeUnknown)
+        if not uncertain:
+            fail(f"{exc.code}: {exc}")
+        if isinstance(exc, AuthorizationError):
+            raise
+        if uncertain:
+            return [
+                DraftOutcome(i, Action.SKIP, Reason.PENDING, error=str(exc), retryable=True)
+                for i in unit
+            ]
+        return [
+            _outcome(i, Reason.DRAFT_FAILED, error=str(exc), retryable=exc.retryable) for i in unit
+        ]
+    except Exception as exc:
+        # An adapter bug must not leave the keys reserved until the lease runs out.
+        fail(f"unexpected: {type(exc).__name__}")
+        raise
+    outcomes = []
+    for item, key, link in zip(unit, keys, links, strict=True):
+        entry = run.ledger.record_created(
+            key,
+            created,
+            drafted_on=run.today,
+            now=run.clock(),
+            subject=draft.subject,
+            recipients=draft.to,
+        )
+        log.info(
+            "draft created",
+            extra={"invoice_id": key.invoice_id, "stage": key.stage, "draft_id": created.draft_id},
+        )
+        outcomes.append(
+            DraftOutcome(
+                replace(item, email=email) if len(unit) == 1 else item,
+                Action.DRAFT,
+                Reason.DRAFTED,
+                entry=entry,
+                adopted=found is not None,
+                payment_link=link.url if link else None,
+                payment_link_error=link.error if link else None,
+                statement_of=len(unit) if len(unit) > 1 else 0,
+            )
+        )
+    return outcomes
+
+
+def _unsent(run: _Run, item: PlannedRow) -> LedgerEntry | None:
+    """The invoice's last reminder when it still waits in Drafts: the client never got it, so
+    the next, sterner one must not land on top of it."""
+    stage = item.decision.stage
+    assert stage is not None
+    earlier = run.ledger.latest_created(run.scope, item.invoice_id, stage)
+    if earlier is None or earlier.draft_id is None:
+        return None
+    try:
+        return earlier if run.sink.in_drafts(earlier) else None
+    except SinkError as exc:  # unknown: better a reminder than a silent stall
+        log.warning("could not tell whether a draft was sent", extra={"code": exc.code})
+        return None
+
+
+def _not_claimed(run: _Run, item: PlannedRow, claim: Claim) -> DraftOutcome:
     if claim.outcome is ClaimOutcome.CREATED:
         # Drafted before. A replay of the same request (same Idempotency-Key) answers as the
         # first did; anyone else learns it is a duplicate — with the draft's ids either way.
         replay = run.request_key is not None and claim.entry.request_key == run.request_key
+        owner = claim.entry.mailbox
         return DraftOutcome(
             item,
             Action.DRAFT if replay else Action.SKIP,
             Reason.DRAFTED if replay else Reason.DUPLICATE,
             entry=claim.entry,
             replayed=replay,
+            drafted_by=owner if owner and owner != _mailbox(run) else None,
         )
-    if claim.outcome is ClaimOutcome.BUSY:
-        return DraftOutcome(item, Action.SKIP, Reason.DUPLICATE, retryable=True)
+    return DraftOutcome(item, Action.SKIP, Reason.DUPLICATE, retryable=True)
 
-    # Only now, with the key claimed, is a draft certain to be attempted: duplicates, dry runs
-    # and plans never make links, and the email is rendered once, with its link.
-    link = _payment_link(run, item)
-    item = render_email(item, run.settings.render, run.templates, link.url or "" if link else "")
-    if item.email is None:  # the template failed for this row
-        run.ledger.record_failed(key, "template error", now=run.clock())
-        return DraftOutcome(item, Action.ERROR, Reason.TEMPLATE_ERROR, retryable=False)
-    try:
-        draft = _build(run, item, key)
-    except (HeaderInjectionError, ValueError, TypeError) as exc:
-        run.ledger.record_failed(key, f"invalid message: {exc}", now=run.clock())
-        return DraftOutcome(
-            item, Action.ERROR, Reason.DRAFT_FAILED, error=str(exc), retryable=False
-        )
 
+def _mailbox(run: _Run) -> str | None:
     try:
-        found: CreatedDraft | None = run.sink.find(draft) if claim.recovered else None
-        created = found or run.sink.create(draft)
-    except AuthorizationError:
-        run.ledger.record_failed(key, "gmail authorisation failed", now=run.clock())
-        raise
-    except SinkError as exc:
-        run.ledger.record_failed(key, f"{exc.code}: {exc}", now=run.clock())
-        log.warning(
-            "draft failed",
-            extra={
-                "invoice_id": key.invoice_id,
-                "stage": key.stage,
-                "code": exc.code,
-                "retryable": exc.retryable,
-            },
+        return run.sink.mailbox
+    except SinkError:  # cannot tell: the row then names the mailbox that has the draft
+        return None
+
+
+def _render(
+    run: _Run, unit: list[PlannedRow], links: list[PaymentLinkResult | None]
+) -> RenderedEmail:
+    """The unit's email: its stage's reminder, or a statement of the client's invoices."""
+    urls = [link.url or "" if link else "" for link in links]
+    if len(unit) == 1:
+        rendered = render_email(unit[0], run.settings.render, run.templates, urls[0])
+        if rendered.email is None:
+            raise TemplateLoadError((rendered.errors or {}).get("template", "template error"))
+        return rendered.email
+    lines = []
+    for item, url in zip(unit, urls, strict=True):
+        assert item.invoice is not None and item.decision.stage is not None
+        lines.append(
+            StatementLine(item.invoice, item.decision.days_overdue or 0, item.decision.stage, url)
         )
-        return DraftOutcome(
-            item, Action.ERROR, Reason.DRAFT_FAILED, error=str(exc), retryable=exc.retryable
-        )
-    except Exception as exc:
-        # An adapter bug must not leave the key reserved until the lease runs out.
-        run.ledger.record_failed(key, f"unexpected: {type(exc).__name__}", now=run.clock())
-        raise
-    entry = run.ledger.record_created(
-        key,
-        created,
-        drafted_on=run.today,
-        now=run.clock(),
-        subject=draft.subject,
-        recipients=draft.to,
-    )
-    log.info(
-        "draft created",
-        extra={
-            "invoice_id": key.invoice_id,
-            "stage": key.stage,
-            "draft_id": created.draft_id,
-            "adopted": found is not None,
-        },
-    )
-    return DraftOutcome(
-        item,
-        Action.DRAFT,
-        Reason.DRAFTED,
-        entry=entry,
-        adopted=found is not None,
-        payment_link=link.url if link else None,
-        payment_link_error=link.error if link else None,
-    )
+    return run.templates.render_statement(statement_fields(lines, run.settings.render))
 
 
 def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
@@ -294,12 +403,14 @@ def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
         return PaymentLinkResult(error=f"unexpected {type(exc).__name__}")
 
 
-def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:
-    assert item.invoice is not None and item.email is not None
-    email = item.email
+def _build(
+    run: _Run, unit: list[PlannedRow], email: RenderedEmail, keys: list[DraftKey]
+) -> OutgoingDraft:
+    item, key = unit[0], keys[0]
+    assert item.invoice is not None
     subject = email.subject
     thread: ThreadRef | None = None
-    if run.settings.thread_followups:
+    if run.settings.thread_followups and len(unit) == 1:
         earlier = run.ledger.latest_created(run.scope, item.invoice_id, key.stage)
         if earlier is not None and earlier.rfc_message_id:
             # Gmail threads a reply only when its subject matches the thread's: reuse the
@@ -307,6 +418,7 @@ def _build(run: _Run, item: PlannedRow, key: DraftKey) -> OutgoingDraft:
             first = _without_re(earlier.subject or subject)
             subject = f"Re: {first}"
             thread = ThreadRef(earlier.thread_id, earlier.rfc_message_id, first)
+    # A statement is found again (crash recovery) by its first invoice's key.
     return build_draft(
         key,
         item.invoice.client_emails,

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from service.domain.decide import Action, Decision, Policy, Reason, decide, duplicate_ids
+from service.domain.fixes import fix_for, fix_for_duplicate
 from service.domain.invoice import Invoice, ParseOptions, RowError, field_names, parse_row
 from service.rendering import (
     RenderedEmail,
@@ -14,6 +15,7 @@ from service.rendering import (
     TemplateLoadError,
     TemplateSet,
     merge_fields,
+    template_name,
 )
 
 # The header is a sheet's row 1: rows without a number of their own are numbered from 2.
@@ -39,6 +41,7 @@ class PlannedRow:
     invoice: Invoice | None = None
     errors: Mapping[str, str] | None = None
     email: RenderedEmail | None = None
+    fix: str | None = None  # for an error row: what the bookkeeper should do, in plain words
 
     @property
     def is_draft(self) -> bool:
@@ -75,15 +78,24 @@ def plan(
         for position, raw in enumerate(raw_rows, FIRST_ROW)
     ]
     duplicates = duplicate_ids(parsed)
+    rows_of: dict[str, list[int | None]] = {}
+    for item in parsed:
+        if item.invoice_id in duplicates:
+            rows_of.setdefault(item.invoice_id, []).append(item.row)
+    columns = {field: header for header, field in names.items()}
     out: list[PlannedRow] = []
     for item in parsed:
         if isinstance(item, RowError):
             error = Decision(Action.ERROR, Reason.INVALID_ROW)
-            out.append(PlannedRow(item.row, item.invoice_id, error, errors=item.fields))
+            fix = fix_for(item.fields, columns)
+            out.append(PlannedRow(item.row, item.invoice_id, error, errors=item.fields, fix=fix))
         elif item.invoice_id in duplicates:
             message = f"invoice_id {item.invoice_id!r} appears on more than one row"
             error = Decision(Action.ERROR, Reason.DUPLICATE_INVOICE_ID)
-            out.append(PlannedRow(item.row, item.invoice_id, error, item, {"invoice_id": message}))
+            fix = fix_for_duplicate(item.invoice_id, rows_of[item.invoice_id])
+            out.append(
+                PlannedRow(item.row, item.invoice_id, error, item, {"invoice_id": message}, fix=fix)
+            )
         else:
             planned = PlannedRow(
                 item.row, item.invoice_id, decide(item, today, settings.policy), item
@@ -112,4 +124,5 @@ def render_email(
         return replace(planned, email=templates.render(decision.stage, fields))
     except TemplateLoadError as exc:
         error = Decision(Action.ERROR, Reason.TEMPLATE_ERROR, decision.days_overdue, decision.stage)
-        return replace(planned, decision=error, errors={"template": str(exc)})
+        fix = f"Fix the {template_name(decision.stage)} template (see Test connection): {exc}"
+        return replace(planned, decision=error, errors={"template": str(exc)}, fix=fix)

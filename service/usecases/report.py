@@ -5,11 +5,13 @@ The API's marshmallow schemas (service/api/schemas.py) describe and serialise th
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from service.domain.aging import aging
 from service.domain.decide import Action, Reason
 from service.domain.money import format_money
 from service.usecases.drafts import DraftOutcome
@@ -32,6 +34,12 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.DRAFT_FAILED: "The draft could not be created: {errors}",
     Reason.GMAIL_UNAUTHORIZED: "Gmail permission is missing or expired: re-authorise.",
     Reason.TIME_BUDGET: "Not drafted yet: this call ran out of time; the next call drafts it.",
+    Reason.PROMISED: "Skipped: the client promised to pay; reminders resume after that date.",
+    Reason.PAUSED: "Skipped: reminders are paused for this invoice.",
+    Reason.NOT_BUSINESS_DAY: "Stage {stage} is due; it is drafted on the next business day.",
+    Reason.PREVIOUS_UNSENT: "Waiting: the last reminder is still in Drafts, unsent.",
+    Reason.PENDING: "Not confirmed yet: Gmail may have made the draft; a later run checks.",
+    Reason.CATCHING_UP: "Stage {stage} is next ({days} days overdue): no step is skipped.",
 }
 
 
@@ -73,6 +81,10 @@ def planned_row_dict(
         out["amount_formatted"] = format_money(inv.amount, inv.currency, locale)
     if errors:
         out["errors"] = dict(errors)
+    if item.fix:
+        out["fix"] = item.fix
+    if d.draft_on is not None:
+        out["draft_on"] = d.draft_on
     email = item.email
     if email is not None:
         out["subject"] = email.subject
@@ -97,38 +109,24 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 _NOT_CHASED = frozenset({Reason.CLOSED_STATUS, Reason.ZERO_BALANCE})
 
 
-# Per currency: how many overdue, still-chased invoices, and their open balance.
-Balances = dict[str, tuple[int, Decimal]]
-
-
-def overdue_balances(items: Iterable[PlannedRow]) -> Balances:
+def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
     """Count and open balance of overdue, still-chased invoices per currency."""
     balances: defaultdict[str, list[Decimal]] = defaultdict(list)
     for item in items:
         inv, d = item.invoice, item.decision
-        if inv is None or not d.days_overdue or d.reason in _NOT_CHASED:
-            continue
-        if d.action is not Action.ERROR:
+        chased = d.reason not in _NOT_CHASED and d.action is not Action.ERROR
+        if inv is not None and d.days_overdue and chased:
             balances[inv.currency].append(inv.balance)
-    return {cur: (len(values), sum(values, Decimal(0))) for cur, values in balances.items()}
-
-
-def totals_list(balances: Balances, locale: str) -> list[dict[str, Any]]:
-    """Balances as the API writes them, by currency code."""
+    totals = {currency: sum(values, Decimal(0)) for currency, values in balances.items()}
     return [
         {
-            "currency": cur,
-            "count": count,
+            "currency": currency,
+            "count": len(balances[currency]),
             "balance": str(total),
-            "balance_formatted": format_money(total, cur, locale),
+            "balance_formatted": format_money(total, currency, locale),
         }
-        for cur, (count, total) in sorted(balances.items())
+        for currency, total in sorted(totals.items())
     ]
-
-
-def overdue_totals(items: Iterable[PlannedRow], locale: str) -> list[dict[str, Any]]:
-    """Count and open balance of overdue, still-chased invoices per currency, as written."""
-    return totals_list(overdue_balances(items), locale)
 
 
 def outcome_row_dict(
@@ -154,6 +152,20 @@ def outcome_row_dict(
         out["message_id"] = entry.message_id
         out["thread_id"] = entry.thread_id
         out["draft_url"] = entry.draft_url
+    waiting = outcome.waiting
+    if waiting is not None:
+        # The unsent draft: its link, so the bookkeeper can send it, and how long it waits.
+        out["draft_url"] = waiting.draft_url
+        out["waiting_since"] = waiting.drafted_on
+    if outcome.drafted_by and entry is not None:
+        # A teammate's draft: a link into their mailbox would not open for this user.
+        day = entry.drafted_on.isoformat() if entry.drafted_on else "an earlier day"
+        out["drafted_by"] = outcome.drafted_by
+        out["draft_url"] = None
+        out["message"] = (
+            f"Already drafted for stage {entry.key.stage} by {outcome.drafted_by} on {day}: "
+            f"it waits in {outcome.drafted_by}'s Gmail Drafts."
+        )
     if outcome.payment_link:
         out["payment_link"] = outcome.payment_link
     if outcome.payment_link_error:
@@ -167,4 +179,33 @@ def outcome_row_dict(
             "last_sent_at": wb.last_sent_at.isoformat() if wb.last_sent_at else None,
             "reminder_status": wb.reminder_status,
         }
+    return out
+
+
+def aging_report(items: Iterable[PlannedRow], today: dt.date, locale: str) -> list[dict[str, Any]]:
+    """Open balances by age, the largest overdue clients and DSO, per currency."""
+    pairs = [
+        (item.invoice, item.decision.reason not in _NOT_CHASED)
+        for item in items
+        if item.invoice is not None and item.decision.action is not Action.ERROR
+    ]
+    out = []
+    for currency, a in aging(pairs, today).items():
+
+        def money(amount: Decimal, currency: str = currency) -> dict[str, str]:
+            return {"amount": str(amount), "formatted": format_money(amount, currency, locale)}
+
+        dso = a.dso
+        out.append(
+            {
+                "currency": currency,
+                "buckets": [{"bucket": label, **money(v)} for label, v in a.buckets.items()],
+                "open": money(a.open_balance),
+                "top_clients": [{"client_name": name, **money(v)} for name, v in a.top_clients()],
+                "dso_days": None if dso is None else str(dso),
+                "dso_note": None
+                if dso is not None
+                else ("needs sent_date" if not a.dated else "nothing invoiced in the last 90 days"),
+            }
+        )
     return out

@@ -1,19 +1,20 @@
 """run_sheet(): the headless daily run — read once, plan, draft, write back once, alert.
 
 The use case behind `invoice-collector run`, `POST /v1/runs`, cron and systemd. It takes its
-collaborators as arguments (a source, the ledger, a sink factory, a notifier) and reads no
-environment: entry points wire it from Settings (service/bootstrap.py).
+collaborators as arguments and reads no environment: service/bootstrap.py wires them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from service.domain.dates import today_in
@@ -39,6 +40,7 @@ from service.usecases.report import outcome_row_dict, planned_row_dict, summariz
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+DraftLog = Callable[[Sequence[Sequence[object]]], None]
 
 
 class RunStatus(StrEnum):
@@ -48,24 +50,17 @@ class RunStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Window:
-    """The hours of the day, in ``timezone``, when headless runs may draft: [start, end)."""
+    """The hours of the day, in the run's zone, when headless runs may draft: [start, end)."""
 
     start: int = 0
     end: int = 24
-    timezone: str = "UTC"
 
-    def contains(self, now: dt.datetime) -> bool:
-        """Whether the aware instant ``now`` falls inside the window."""
-        return within_window(now, self.timezone, self.start, self.end)
-
-
-def within_window(now: dt.datetime, timezone: str, start_hour: int, end_hour: int) -> bool:
-    """True when ``now`` (aware) is at or after ``start_hour`` and before ``end_hour`` locally."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    # The owner's working hours are local hours: 08:00 in Auckland is 19:00 UTC the day before.
-    hour = now.astimezone(ZoneInfo(timezone)).hour
-    return start_hour <= hour < end_hour
+    def contains(self, now: dt.datetime, timezone: str) -> bool:
+        """Whether the aware instant ``now`` falls inside the window in ``timezone``."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        # The owner's working hours are local hours: 08:00 in Auckland is 19:00 UTC the day before.
+        return self.start <= now.astimezone(ZoneInfo(timezone)).hour < self.end
 
 
 @dataclass(frozen=True)
@@ -74,9 +69,40 @@ class RunSettings:
 
     plan: PlanSettings
     draft: DraftSettings
-    timezone: str = "UTC"
+    timezone: str | None = None  # TIMEZONE: overrides the zone a spreadsheet says it is in
+    local_timezone: str = "UTC"  # this machine's: for sources that know no zone of their own
     locale: str = "en_US"
     window: Window = field(default_factory=Window)
+
+
+# Where a run's zone came from, as its summary says it.
+ZONE_FROM_SETTING, ZONE_FROM_SHEET, ZONE_FROM_MACHINE = "TIMEZONE", "spreadsheet", "machine"
+
+
+def run_timezone(source: InvoiceSource, settings: RunSettings) -> tuple[str, str]:
+    """The zone of a run's "today" and window, and where it came from.
+
+    TIMEZONE wins; else a spreadsheet's own zone (a Los Angeles sheet's 21:00 is still today
+    there, though tomorrow in UTC); else this machine's.
+    """
+    if settings.timezone:
+        return settings.timezone, ZONE_FROM_SETTING
+    # A Google Sheet knows its zone before it is read.
+    told = getattr(source, "spreadsheet_timezone", None)
+    if told is not None and (zone := told()):
+        return zone, ZONE_FROM_SHEET
+    return settings.local_timezone, ZONE_FROM_MACHINE
+
+
+_RETRYABLE_REASONS = frozenset({Reason.DRAFT_FAILED.value, Reason.GMAIL_UNAUTHORIZED.value})
+_DATA_REASONS = frozenset(
+    {Reason.INVALID_ROW.value, Reason.DUPLICATE_INVOICE_ID.value, Reason.TEMPLATE_ERROR.value}
+)
+
+
+def _busy(row: dict[str, Any]) -> bool:
+    # Another worker held the key: the row is drafted by it, or retried on the next run.
+    return row["reason"] == Reason.DUPLICATE.value and row.get("retryable") is True
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,8 @@ class RunReport:
     dry_run: bool
     scope: str | None = None
     today: dt.date | None = None
+    timezone: str = "UTC"
+    timezone_from: str = ZONE_FROM_SETTING
     rows: tuple[dict[str, Any], ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
     drafted: int = 0
@@ -99,12 +127,12 @@ class RunReport:
     @property
     def failed(self) -> int:
         """Rows whose draft could not be made now but may be on a later run."""
-        return sum(1 for r in self.rows if r["reason"] in _RETRYABLE_REASONS or _busy(r))
+        return sum(r["reason"] in _RETRYABLE_REASONS or _busy(r) for r in self.rows)
 
     @property
     def invalid(self) -> int:
         """Rows the sheet itself must fix (bad cells, duplicate ids, broken template)."""
-        return sum(1 for r in self.rows if r["reason"] in _DATA_REASONS)
+        return sum(r["reason"] in _DATA_REASONS for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape stored for /v1/runs and printed by `run --json`."""
@@ -113,20 +141,11 @@ class RunReport:
             "dry_run": self.dry_run,
             "scope": self.scope,
             "today": self.today.isoformat() if self.today else None,
+            "timezone": self.timezone,
+            "timezone_from": self.timezone_from,
             "summary": self.summary,
             "rows": list(self.rows),
         }
-
-
-_RETRYABLE_REASONS = frozenset({Reason.DRAFT_FAILED.value, Reason.GMAIL_UNAUTHORIZED.value})
-_DATA_REASONS = frozenset(
-    {Reason.INVALID_ROW.value, Reason.DUPLICATE_INVOICE_ID.value, Reason.TEMPLATE_ERROR.value}
-)
-
-
-def _busy(row: dict[str, Any]) -> bool:
-    # Another worker held the key: the row is drafted by it, or retried on the next run.
-    return row["reason"] == Reason.DUPLICATE.value and row.get("retryable") is True
 
 
 def run_sheet(
@@ -144,22 +163,30 @@ def run_sheet(
     on_progress: Progress | None = None,
     on_created: Callable[[DraftOutcome], None] | None = None,
     payment_links: PaymentLinks | None = None,
+    draft_log: DraftLog | None = None,
 ) -> RunReport:
     """Read the sheet once, draft what is due at most once, write back once, alert once.
 
     ``sink`` is a factory so a dry run needs no mailbox credentials. Outside the window
-    nothing is read or written unless ``force``.
+    nothing is read or written unless ``force``. ``draft_log`` gets one line per draft
+    created (timestamp, invoice, stage, recipients), once per run.
     """
-    if not force and not settings.window.contains(clock()):
-        log.info(
+    zone, zone_from = run_timezone(source, settings)
+    window = settings.window
+    if not force and not window.contains(clock(), zone):
+        # A timer firing outside the window drafts nothing every day: say so loudly.
+        log.warning(
             "run skipped: outside the window",
-            extra={"window_start": settings.window.start, "window_end": settings.window.end},
+            extra={"window_start": window.start, "window_end": window.end, "timezone": zone},
         )
-        return RunReport(RunStatus.OUTSIDE_WINDOW, dry_run)
+        return RunReport(RunStatus.OUTSIDE_WINDOW, dry_run, timezone=zone, timezone_from=zone_from)
 
     snapshot = source.read()
-    # "Today" is the spreadsheet's date: its own timezone when the source knows it.
-    day = today or today_in(snapshot.timezone or settings.timezone, clock())
+    day = today or today_in(zone, clock())
+    # Every report of this run says its date, and in which zone and why that zone.
+    report = partial(
+        RunReport, scope=snapshot.scope, today=day, timezone=zone, timezone_from=zone_from
+    )
     raw_rows = [{**row.values, "row": row.row} for row in snapshot.rows]
     # A dry run previews each email; a real run renders it when it drafts it.
     planned = plan(raw_rows, today=day, settings=settings.plan, templates=templates, render=dry_run)
@@ -170,21 +197,14 @@ def run_sheet(
     if dry_run:
         rows = tuple(planned_row_dict(p, locale=settings.locale, with_body=False) for p in planned)
         log.info("dry run planned", extra={"scope": snapshot.scope, "to_draft": total})
-        return RunReport(
-            RunStatus.DONE,
-            True,
-            scope=snapshot.scope,
-            today=day,
-            rows=rows,
-            summary=summarize(rows),
-        )
+        return report(RunStatus.DONE, True, rows=rows, summary=summarize(rows))
 
     result = generate_drafts(
         planned,
         scope=snapshot.scope,
         today=day,
         ledger=ledger,
-        sink=sink() if total else _no_sink(),
+        sink=sink() if total else _NoSink(),
         settings=settings.draft,
         templates=templates,
         clock=clock,
@@ -197,9 +217,11 @@ def run_sheet(
     )
     # Rows drafted now, and rows drafted earlier whose write-back was lost (a crash between
     # "draft created" and "sheet written"): the ledger has their ids, so the sheet is repaired.
-    updates: list[WriteBack] = [o.writeback for o in result.outcomes if o.writeback is not None]
+    updates = [o.writeback for o in result.outcomes if o.writeback is not None]
     written, write_error, write_code = _write_back(source, snapshot, updates)
     alerted = _alert(notifier, result.outcomes)
+    if draft_log is not None:
+        _log_drafts(draft_log, rows, clock())
     summary = {**summarize(rows), "drafted": result.drafted, "written": written}
     log.info(
         "run finished",
@@ -211,11 +233,9 @@ def run_sheet(
             "stopped": result.stopped,
         },
     )
-    return RunReport(
+    return report(
         RunStatus.DONE,
         False,
-        scope=snapshot.scope,
-        today=day,
         rows=rows,
         summary=summary,
         drafted=result.drafted,
@@ -224,6 +244,54 @@ def run_sheet(
         write_error=write_error,
         write_error_code=write_code,
         alerted=alerted,
+    )
+
+
+class Wiring(Protocol):
+    """A run's configured collaborators (service.bootstrap.Services)."""
+
+    templates: TemplateSet
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def run_settings(self) -> RunSettings: ...
+    @property
+    def payment_links(self) -> PaymentLinks | None: ...
+    def sink_for(self, access_token: str | None) -> DraftSink: ...
+    def notifier(self) -> Notifier | None: ...
+    def after_draft(self, outcome: DraftOutcome) -> None: ...
+    def draft_log(self, source: InvoiceSource) -> DraftLog | None: ...
+
+
+def run_wired(
+    wiring: Wiring,
+    source: InvoiceSource,
+    on_progress: Progress | None = None,
+    *,
+    today: dt.date | None,
+    dry_run: bool,
+    force: bool,
+    sink: DraftSink | None = None,
+) -> RunReport:
+    """run_sheet() over ``source`` with the configured collaborators (the CLI's and the API's)."""
+    return run_sheet(
+        source,
+        ledger=wiring.ledger,
+        sink=(lambda: sink) if sink is not None else (lambda: wiring.sink_for(None)),
+        templates=wiring.templates,
+        settings=wiring.run_settings,
+        clock=wiring.clock,
+        today=today,
+        dry_run=dry_run,
+        force=force,
+        notifier=wiring.notifier(),
+        on_progress=on_progress,
+        on_created=wiring.after_draft,
+        payment_links=wiring.payment_links,
+        draft_log=wiring.draft_log(source),
     )
 
 
@@ -267,18 +335,30 @@ def _alert(notifier: Notifier | None, outcomes: Sequence[DraftOutcome]) -> bool:
     return notifier.notify_run(items) if items else False
 
 
+def _log_drafts(draft_log: DraftLog, rows: Sequence[dict[str, Any]], now: dt.datetime) -> None:
+    """One line per draft this run created to the Log tab; a failure costs only the log."""
+    at = now.isoformat(timespec="seconds")
+    lines = [
+        [at, r["invoice_id"], r["stage"], ", ".join(r["to"])]
+        for r in rows
+        if r["reason"] == Reason.DRAFTED.value
+    ]
+    try:
+        if lines:
+            draft_log(lines)
+    except Exception:
+        log.exception("draft log failed", extra={"drafts": len(lines)})
+
+
 class _NoSink:
     """The sink of a run with nothing to draft: never called, needs no credentials."""
+
+    mailbox = None
 
     def create(self, draft: Any) -> Any:
         raise AssertionError("nothing to draft")
 
-    def find(self, draft: Any) -> Any:
-        raise AssertionError("nothing to draft")
-
-
-def _no_sink() -> DraftSink:
-    return _NoSink()
+    find = in_drafts = create
 
 
 # Progress is written to the run store at most this often (and at the end), not per draft.
@@ -292,9 +372,22 @@ def record_run(
     *,
     clock: Clock,
     timer: Callable[[], float] = time.monotonic,
+    heartbeat_s: float = 60.0,
 ) -> None:
-    """Carry out one accepted run, recording its progress and outcome; never raises."""
+    """Carry out one accepted run, recording its progress and outcome; never raises.
+
+    The run is touched every ``heartbeat_s`` while it works, so a run whose worker died is
+    told from a slow one: it falls silent, and the store marks it interrupted after its lease.
+    """
     last = 0.0
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(heartbeat_s):
+            try:
+                runs.update_run(run_id, now=clock())
+            except Exception:  # finished meanwhile, or the database is away: the lease tells
+                return
 
     def progress(done: int, total: int) -> None:
         nonlocal last
@@ -305,14 +398,16 @@ def record_run(
 
     try:
         runs.update_run(run_id, now=clock(), state=RunState.RUNNING)
-        report = execute(progress)
+        threading.Thread(target=heartbeat, name=f"heartbeat-{run_id}", daemon=True).start()
+        try:
+            report = execute(progress)
+        finally:
+            stop.set()
+        said = ("timezone", "timezone_from", "dry_run", "alerted", "stopped", "write_error")
         summary = {
             **report.summary,
             "today": report.today.isoformat() if report.today else None,
-            "dry_run": report.dry_run,
-            "alerted": report.alerted,
-            "stopped": report.stopped,
-            "write_error": report.write_error,
+            **{name: getattr(report, name) for name in said},
         }
         runs.update_run(
             run_id,

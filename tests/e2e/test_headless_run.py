@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from service.adapters.sheets import column_letters
 from service.config import Settings
 from service.domain.dates import to_serial
 from tests.conftest import FIXED_NOW
+from tests.e2e.sheets_log import running_sheets_with_append
 from tests.emulators.gmail import GmailEmulator, running_gmail_emulator
 from tests.emulators.sheets import SheetsEmulator, running_sheets_emulator
 
@@ -140,6 +141,7 @@ def run_cli(
         obj = {"settings": settings, "clock": lambda: FIXED_NOW}
         return CliRunner().invoke(cli.main, ["run", *args], obj=obj)
 
+    run.settings = settings  # type: ignore[attr-defined]
     return run
 
 
@@ -267,3 +269,146 @@ def test_a_sheets_outage_exits_1_so_the_next_run_retries(
 
     assert result.exit_code == cli.EXIT_FAILED, result.output
     assert gmail.drafts_for(OWNER) == []
+
+
+# -- the sheet's own day (TIMEZONE unset) ---------------------------------------------------------
+DUE_A_WEEK_BEFORE_THE_25TH = dt.date(2026, 11, 18)  # 7 days late on the 25th, 6 on the 24th
+DUE_A_WEEK_BEFORE_THE_24TH = dt.date(2026, 11, 17)
+
+
+def two_invoices() -> list[Sequence[object]]:
+    def row(invoice_id: str, due: dt.date) -> list[object]:
+        return [
+            invoice_id,
+            "Ann",
+            "ann@client.example.com",
+            500,
+            "USD",
+            due,
+            "Open",
+            "",
+            "",
+            "",
+            "",
+        ]
+
+    return [
+        HEADER,
+        row("INV-18", DUE_A_WEEK_BEFORE_THE_25TH),
+        row("INV-17", DUE_A_WEEK_BEFORE_THE_24TH),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "their_day", "drafted"),
+    [
+        # 00:30 on the 25th in Auckland is still 11:30 on the 24th in UTC.
+        ("Pacific/Auckland", dt.datetime(2026, 11, 24, 11, 30, tzinfo=dt.UTC),
+         dt.date(2026, 11, 25), {"INV-18", "INV-17"}),
+        # 21:00 on the 24th in Los Angeles is already 05:00 on the 25th in UTC: INV-18 must
+        # not be drafted a day early.
+        ("America/Los_Angeles", dt.datetime(2026, 11, 25, 5, 0, tzinfo=dt.UTC),
+         dt.date(2026, 11, 24), {"INV-17"}),
+    ],
+)  # fmt: skip
+def test_without_timezone_a_run_works_on_the_sheets_own_day_for_four_calls_at_most(
+    make_settings: Callable[..., Settings],
+    token_file: Path,
+    zone: str,
+    now: dt.datetime,
+    their_day: dt.date,
+    drafted: set[str],
+) -> None:
+    with (
+        running_sheets_with_append(tokens=[TOKEN]) as (sheets, sheets_url),
+        running_gmail_emulator(tokens={TOKEN: OWNER}) as (gmail, gmail_url),
+    ):
+        sheets.add_sheet(BOOK, TAB, two_invoices(), timezone=zone)
+        sheets.add_sheet(
+            BOOK, "Log", [["timestamp", "invoice", "stage", "recipient"]], timezone=zone
+        )
+        settings = make_settings(
+            GOOGLE_SHEETS_SPREADSHEET_ID=BOOK,
+            GOOGLE_SHEETS_RANGE=f"'{TAB}'!A1:Z",
+            SHEETS_API_ENDPOINT=sheets_url,
+            GMAIL_API_ENDPOINT=gmail_url,
+            DRAFTS_BACKEND="gmail",
+            GMAIL_SENDER=OWNER,
+            GOOGLE_TOKEN_FILE=str(token_file),
+            SHEETS_LOG_TAB="Log",
+            WINDOW_START="0",
+            WINDOW_END="24",
+            TZ="UTC",  # this machine's zone, which must not count
+        )
+        obj = {"settings": settings, "clock": lambda: now}
+        result = CliRunner().invoke(cli.main, ["run", "--apply"], obj=obj)
+
+        assert result.exit_code == 0, result.output
+        assert f"{their_day} in {zone} (the spreadsheet's zone)" in result.stdout
+        assert {str(d.key).split("/")[1] for d in gmail.drafts_for(OWNER)} == drafted
+        sent_on = column(sheets.grid(BOOK, TAB), "last_sent_at")
+        assert {k for k, v in sent_on.items() if v} == drafted
+        assert set(sent_on.values()) - {""} == {to_serial(their_day)}
+        # 1 metadata read + 1 values read + 1 write + 1 append, whatever the row count.
+        assert sheets.count("spreadsheets.get") == 1
+        assert sheets.count("values.get") == 1
+        assert sheets.count("values.batchUpdate") == 1
+        assert sheets.count("values.append") == 1
+        assert sheets.round_trips == 4
+        log = sheets.grid(BOOK, "Log")
+        assert sorted(r[1] for r in log[1:]) == sorted(drafted)
+        assert {(str(r[0])[:10], r[3]) for r in log[1:]} == {
+            (str(now.date()), "ann@client.example.com")
+        }
+
+
+def test_a_timer_firing_outside_the_window_in_the_sheets_zone_warns_and_reads_no_values(
+    make_settings: Callable[..., Settings], token_file: Path
+) -> None:
+    with running_sheets_with_append(tokens=[TOKEN]) as (sheets, sheets_url):
+        sheets.add_sheet(BOOK, TAB, two_invoices(), timezone="Pacific/Auckland")
+        settings = make_settings(
+            GOOGLE_SHEETS_SPREADSHEET_ID=BOOK,
+            GOOGLE_SHEETS_RANGE=f"'{TAB}'!A1:Z",
+            SHEETS_API_ENDPOINT=sheets_url,
+            GOOGLE_TOKEN_FILE=str(token_file),
+            WINDOW_START="8",
+            WINDOW_END="18",
+        )
+        # The shipped timer's old 09:00 on a UTC server: 22:00 in Auckland.
+        nine_utc = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
+        obj = {"settings": settings, "clock": lambda: nine_utc}
+        result = CliRunner().invoke(cli.main, ["run", "--apply"], obj=obj)
+
+        assert result.exit_code == cli.EXIT_OUTSIDE_WINDOW
+        assert "Warning: outside the run window (08:00–18:00 Pacific/Auckland)" in result.stderr
+        assert "run skipped: outside the window" in result.stderr  # the JSON log line
+        assert (sheets.count("spreadsheets.get"), sheets.round_trips) == (1, 1)
+
+
+def test_drafts_review_asks_gmail_which_drafts_still_wait_unsent(
+    emulators: tuple[SheetsEmulator, str, GmailEmulator, str],
+    run_cli: Callable[..., Result],
+    make_settings: Callable[..., Settings],
+) -> None:
+    sheets, _, gmail, _ = emulators
+    sheets.add_sheet(BOOK, TAB, [HEADER, *(invoice(n) for n in range(1, 21))])
+    assert run_cli("--apply").exit_code == 0
+    settings = run_cli.settings  # type: ignore[attr-defined]
+    drafts = {d.key: d for d in gmail.drafts_for(OWNER)}
+    sent = next(iter(drafts.values()))
+    gmail.send_draft(sent.draft_id, user=OWNER)
+
+    def review(*args: str) -> dict[str, Any]:
+        obj = {"settings": settings, "clock": lambda: FIXED_NOW}
+        result = CliRunner().invoke(cli.main, ["drafts", "--json", *args], obj=obj)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    today = review()
+    assert today["date"] == str(TODAY)  # FIXED_NOW is 04:30 on the 24th in New York
+    waiting = {f"{BOOK}/{d['invoice_id']}/{d['stage']}": d["in_drafts"] for d in today["drafts"]}
+    assert waiting == {key: key != sent.key for key in drafts}
+    later = review("--date", str(TODAY + dt.timedelta(days=3)))
+    assert len(later["unsent"]) == len(drafts) - 1
+    assert {u["days_waiting"] for u in later["unsent"]} == {3}

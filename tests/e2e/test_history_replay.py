@@ -19,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import holidays
 import pytest
 
 from service.adapters.csvfile import CsvFileSource
 from service.bootstrap import build_services
 from service.config import settings_from_env
+from service.domain.calendar import BusinessCalendar
 from service.usecases.drafts import DraftOutcome
 from service.usecases.run import run_sheet
 from tests.conftest import SHARED_DATA, require_shared_data
@@ -140,6 +142,7 @@ def replay(
     first: dt.date | None = None,
     last: dt.date | None = None,
     sink_factory: Callable[[], object] = FakeSink,
+    env: dict[str, str] | None = None,
 ) -> Replay:
     """Run every day from ``first`` (default: the first issue date) to ``last`` (default: the
     last settled date), each day after the bookkeeper's edits."""
@@ -148,6 +151,7 @@ def replay(
     settings = settings_from_env(
         {
             **IBM_ENV,
+            **(env or {}),
             "DATABASE_URL": f"sqlite:///{workdir / 'ledger.db'}",
             "MAILDIR_PATH": str(workdir / "Maildir"),
         }
@@ -181,6 +185,8 @@ def replay(
             on_created=record,
         )
         assert report.failed == 0 and report.write_error is None, report.summary
+        if isinstance(sink, FakeSink):  # the bookkeeper sends the day's drafts
+            sink.sent |= {created.draft_id for created in sink.ids.values()}
         result.runs += 1
         result.written += report.written
         day += dt.timedelta(days=1)
@@ -188,24 +194,35 @@ def replay(
     return result
 
 
-def expected_stages(inv: IbmInvoice, first: dt.date, last: dt.date) -> dict[int, dt.date]:
-    """Stage -> the day it falls due, for the stages reached while the invoice was open."""
+def expected_stages(
+    inv: IbmInvoice, first: dt.date, last: dt.date, calendar: BusinessCalendar | None = None
+) -> dict[int, dt.date]:
+    """Stage -> the day it is drafted (the day it falls due, or with business days the first
+    business day from then), for the stages reached while the invoice was open."""
     out = {}
     for stage in STAGES:
         day = inv.due + dt.timedelta(days=stage)
+        if calendar is not None:
+            day = calendar.next_business_day(day)
         # Open that day (issued, not yet settled) and inside the replayed days.
         if day < inv.settled and first <= day <= last:
             out[stage] = day
     return out
 
 
+US = BusinessCalendar(holidays=holidays.country_holidays("US", years=range(2011, 2015)))
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("business_days", [False, True], ids=["any-day", "us-business-days"])
 def test_two_years_of_ibm_invoices_are_drafted_exactly_as_late_as_they_were(
-    tmp_path: Path,
+    tmp_path: Path, business_days: bool
 ) -> None:
     invoices = ibm_invoices()
-    result = replay(tmp_path, invoices)
+    env = {"BUSINESS_DAYS": "true", "HOLIDAYS_COUNTRY": "US"} if business_days else {}
+    result = replay(tmp_path, invoices, env={"BUSINESS_DAYS": "false", **env})
+    calendar = US if business_days else None
 
     by_id = {i.invoice_id: i for i in invoices}
     keys = Counter((invoice_id, stage) for invoice_id, stage, _ in result.drafts)
@@ -218,7 +235,8 @@ def test_two_years_of_ibm_invoices_are_drafted_exactly_as_late_as_they_were(
     mismatches = [
         (inv.invoice_id, inv.days_late, drafted.get(inv.invoice_id, {}))
         for inv in invoices
-        if drafted.get(inv.invoice_id, {}) != expected_stages(inv, result.first, result.last)
+        if drafted.get(inv.invoice_id, {})
+        != expected_stages(inv, result.first, result.last, calendar)
     ]
     assert mismatches == []
     # Never-late invoices got nothing; the latest got every stage their lateness reached.
@@ -227,8 +245,10 @@ def test_two_years_of_ibm_invoices_are_drafted_exactly_as_late_as_they_were(
     assert result.written == len(result.drafts)  # each draft written back to its row, once
     # The data set's own lateness, independently: 740 drafts over 738 days.
     assert len(result.drafts) == sum(
-        len(expected_stages(i, result.first, result.last)) for i in invoices
+        len(expected_stages(i, result.first, result.last, calendar)) for i in invoices
     )
+    if calendar is not None:
+        assert all(calendar.is_business_day(day) for _, _, day in result.drafts)
     assert len(result.drafts) > 500
 
 
@@ -240,6 +260,12 @@ def test_a_run_never_drafts_an_invoice_on_the_day_it_is_settled(tmp_path: Path) 
     assert invoices
     inv = invoices[0]
 
-    result = replay(tmp_path, invoices, first=inv.issued, last=inv.settled + dt.timedelta(3))
+    result = replay(
+        tmp_path,
+        invoices,
+        first=inv.issued,
+        last=inv.settled + dt.timedelta(3),
+        env={"BUSINESS_DAYS": "false"},
+    )
 
     assert [(s, d) for _, s, d in result.drafts] == [(7, inv.due + dt.timedelta(days=7))]

@@ -14,8 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.api.app import create_app
-from service.bootstrap import build_services
+from service.bootstrap import Services, build_services
 from service.config import PROJECT_ROOT, Settings
+from service.ports import RunState
 from tests.conftest import FIXED_NOW
 
 pytestmark = pytest.mark.timeout(30)
@@ -68,7 +69,7 @@ def test_a_run_is_accepted_then_reports_progress_summary_and_results(
 
     run = wait_done(client, accepted["status_url"], auth)
     assert run["state"] == "done", run["error"]
-    assert run["scope"] == f"file:{invoices}"
+    assert run["scope"].startswith("file:") and run["scope"].endswith(invoices.name)
     assert run["progress"] == {"done": 11, "total": 11}
     assert run["summary"]["drafted"] == 11
     assert run["summary"]["written"] == 11
@@ -154,3 +155,37 @@ def test_the_openapi_document_describes_both_run_routes(client: FlaskClient) -> 
     assert "404" in spec["paths"]["/v1/runs/{run_id}"]["get"]["responses"]
     assert spec["paths"]["/v1/runs"]["post"]["requestBody"]["required"] is False
     assert {"RunRequest", "RunAccepted", "Run"} <= set(spec["components"]["schemas"])
+
+
+def test_a_run_whose_worker_died_is_interrupted_after_its_lease_and_another_instance_runs(
+    make_settings: Callable[..., Settings], invoices: Path, auth: dict[str, str]
+) -> None:
+    now = [FIXED_NOW]
+    settings = make_settings(INVOICES_FILE=str(invoices), RUN_LEASE_SECONDS="60")
+
+    def instance() -> tuple[FlaskClient, Services]:
+        services = build_services(settings, clock=lambda: now[0])
+        return create_app(services=services).test_client(), services
+
+    first, services = instance()
+    # A worker accepted a run and started it, then was killed: nothing will ever finish it.
+    dead = services.runs.create_run(services.source().scope, now=now[0])  # type: ignore[attr-defined]
+    services.runs.update_run(dead.id, now=now[0], state=RunState.RUNNING)
+
+    busy = first.post("/v1/runs", json={}, headers=auth)
+    assert busy.status_code == 409, busy.json
+    assert busy.json is not None and busy.json["error"]["code"] == "run_in_progress"
+    assert busy.json["error"]["details"] == {"id": dead.id}
+
+    now[0] += dt.timedelta(seconds=61)
+    other, _ = instance()  # another host: nothing shared but the database
+    accepted = other.post("/v1/runs", json={"today": "2026-11-24"}, headers=auth)
+    assert accepted.status_code == 202, accepted.json
+    assert accepted.json is not None
+    assert wait_done(other, accepted.json["status_url"], auth)["state"] == "done"
+
+    gone = first.get(f"/v1/runs/{dead.id}", headers=auth).json
+    assert gone is not None
+    assert gone["state"] == "failed"
+    assert gone["error"].startswith("interrupted")
+    assert gone["finished_at"] is not None

@@ -1,11 +1,10 @@
 """A Gmail API v1 emulator on 127.0.0.1, driven by the real google-api-python-client.
 
 It speaks the wire format the client library sends and Google answers with: the draft and
-message resources, ``drafts.list`` search, the ``multipart/mixed`` batch endpoint, Google's
-error bodies, per-user quota with ``Retry-After``, and bearer-token auth (plus a tiny OAuth
-token endpoint so refreshing credentials can be exercised). Tests inject faults (5xx, 429,
-403 rate limits, latency, dropped connections, "stored but the response was lost") and
-inspect what was stored.
+message resources, ``drafts.list`` search, Google's error bodies, per-user quota with
+``Retry-After``, and bearer-token auth (plus a tiny OAuth token endpoint so refreshing
+credentials can be exercised). Tests inject faults (5xx, 429, 403 rate limits, latency,
+dropped connections, "stored but the response was lost") and inspect what was stored.
 
 In-process::
 
@@ -16,6 +15,9 @@ In-process::
         ...
         assert len(gmail.drafts) == 1
 
+Gmail's search index lags its store: with ``search_lag_s``, a ``drafts.list`` with ``q`` does
+not see drafts stored less than that long ago (a ``drafts.list`` without ``q`` sees them all).
+
 Another process (e2e, benchmarks)::
 
     python -m tests.emulators.gmail --port 8901 --token T
@@ -23,10 +25,9 @@ Another process (e2e, benchmarks)::
     curl -X POST -d '{"push": ["500"], "method": "drafts.create"}' .../_emulator/faults
 
 Facts encoded here (Google's docs, checked): 15,000 quota units per user per minute;
-drafts.create costs 10, drafts.list / drafts.get / messages.get cost 5; a batch holds at
-most 100 calls and Google advises <= 50 (DESIGN §7 uses 50, the default here); every call
-in a batch counts against quota; a draft joins ``threadId`` only when the message also has
-In-Reply-To/References and the same subject, otherwise it starts a new thread.
+drafts.create costs 10, drafts.list / drafts.get / messages.get cost 5; a draft joins
+``threadId`` only when the message also has In-Reply-To/References and the same subject,
+otherwise it starts a new thread.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.exceptions import HTTPException
@@ -67,10 +67,10 @@ QUOTA_COSTS: dict[str, int] = {
     "drafts.list": 5,
     "drafts.get": 5,
     "messages.get": 5,
+    "users.getProfile": 1,
 }
 KEY_HEADER = "X-Invoice-Collector-Key"
 _ADMIN_PREFIX = "/_emulator/"
-_BATCH_PATHS = ("/batch", "/batch/gmail/v1")  # discovery's batchPath, and the per-API form
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,7 +118,8 @@ class Fault:
 
     kind: ``error`` (answer ``status`` with Google's body for it), ``drop`` (close the socket
     before doing anything), ``drop_after`` (do the call — store the draft — then close the
-    socket: the client never learns the outcome), ``latency`` (sleep ``seconds``, then behave
+    socket: the client never learns the outcome), ``error_after`` (do the call, then answer
+    ``status`` as if it failed), ``latency`` (sleep ``seconds``, then behave
     normally). For a 429, ``seconds`` is the Retry-After it announces.
     """
 
@@ -153,18 +154,26 @@ class Fault:
         return cls("drop_after")
 
     @classmethod
+    def stored_then_error(cls, status: int = 500) -> Fault:
+        """Do the call (the draft is stored), then answer a 5xx as though it had failed."""
+        return cls("error_after", status=status, reason="backendError")
+
+    @classmethod
     def latency(cls, seconds: float) -> Fault:
         """Answer normally after ``seconds``."""
         return cls("latency", seconds=seconds)
 
     @classmethod
     def parse(cls, text: str) -> Fault:
-        """Parse the short forms: 500, 503, 429, 403, drop, created_then_drop, latency:0.2."""
+        """Parse the short forms: 500, 503, 429, 403, drop, created_then_drop, stored_then_500,
+        latency:0.2."""
         text = text.strip().lower()
         if text in {"drop", "dropped"}:
             return cls.drop()
         if text in {"drop_after", "created_then_drop", "stored_then_drop"}:
             return cls.created_then_drop()
+        if text.startswith("stored_then_"):
+            return cls.stored_then_error(int(text.removeprefix("stored_then_")))
         if text.startswith("latency:"):
             return cls.latency(float(text.split(":", 1)[1]))
         status = int(text)
@@ -304,7 +313,7 @@ class QuotaMeter:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calls and results (shared by direct requests and batch parts)
+# Calls and results
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class _Call:
@@ -313,6 +322,7 @@ class _Call:
     args: MultiDict[str, str]
     headers: Headers
     body: bytes
+    arrived: float  # Unix time the request reached Gmail: a draft's internalDate
 
 
 @dataclass
@@ -556,6 +566,7 @@ _ROUTES = Map(
         Rule("/upload/gmail/v1/users/<user_id>/drafts", methods=["POST"], endpoint="drafts.create"),
         Rule("/gmail/v1/users/<user_id>/drafts", methods=["GET"], endpoint="drafts.list"),
         Rule("/gmail/v1/users/<user_id>/drafts/<item_id>", methods=["GET"], endpoint="drafts.get"),
+        Rule("/gmail/v1/users/<user_id>/profile", methods=["GET"], endpoint="users.getProfile"),
         Rule(
             "/gmail/v1/users/<user_id>/messages/<item_id>", methods=["GET"], endpoint="messages.get"
         ),
@@ -568,8 +579,9 @@ class GmailEmulator:
 
     tokens: a mapping access token -> user address, or an iterable of tokens that all belong
     to ``user``. refresh_tokens: refresh token -> access token it yields at ``POST /token``.
+    search_lag_s: how far ``drafts.list`` searches (``q``) run behind the store.
     quota_units / quota_window_s / clock: the per-user rolling quota. latency_s: added to every
-    HTTP round trip (a stand-in for the network). max_batch_parts: 400 beyond this.
+    HTTP round trip (a stand-in for the network).
     """
 
     def __init__(
@@ -581,8 +593,8 @@ class GmailEmulator:
         quota_units: int = 15_000,
         quota_window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        max_batch_parts: int = 50,
         latency_s: float = 0.0,
+        search_lag_s: float = 0.0,
         seed: int | None = None,
     ) -> None:
         self.tokens: dict[str, str] = (
@@ -591,10 +603,10 @@ class GmailEmulator:
         self.refresh_tokens: dict[str, str] = dict(refresh_tokens or {})
         self.quota = QuotaMeter(quota_units, quota_window_s, clock)
         self.faults = FaultPlan(seed)
-        self.max_batch_parts = max_batch_parts
         self.latency_s = latency_s
-        self.calls: Counter[str] = Counter()  # per API method, batch parts included
-        self.round_trips = 0  # HTTP requests received (a batch is one)
+        self.search_lag_s = search_lag_s
+        self.calls: Counter[str] = Counter()  # per API method
+        self.round_trips = 0  # HTTP requests received
         self._lock = threading.RLock()
         self._mailboxes: dict[str, _Mailbox] = defaultdict(_Mailbox)
         self._rng = random.Random(seed)
@@ -615,6 +627,14 @@ class GmailEmulator:
         with self._lock:
             return list(self._mailboxes[user].drafts)
 
+    def send_draft(self, draft_id: str, user: str = DEFAULT_USER) -> None:
+        """A person pressed Send: the draft leaves Drafts (drafts.get answers 404 for it), its
+        message stays in the thread as a sent one."""
+        with self._lock:
+            box = self._mailboxes[user]
+            stored = box.by_draft_id.pop(draft_id)
+            box.drafts.remove(stored)
+
     def add_draft(
         self, raw: bytes, *, user: str = DEFAULT_USER, thread_id: str | None = None
     ) -> StoredDraft:
@@ -623,11 +643,12 @@ class GmailEmulator:
             return self._store(user, raw, thread_id)
 
     def reset(self) -> None:
-        """Empty every mailbox, counter, quota window and fault plan."""
+        """Empty every mailbox, counter, quota window and fault plan; the index keeps up."""
         with self._lock:
             self._mailboxes.clear()
             self.calls.clear()
             self.round_trips = 0
+        self.search_lag_s = 0.0
         self.quota.reset()
         self.faults.clear()
         self.faults.injected.clear()
@@ -644,17 +665,11 @@ class GmailEmulator:
             self.round_trips += 1
         if self.latency_s:
             time.sleep(self.latency_s)
-        if request.path in _BATCH_PATHS and request.method == "POST":
-            result = self._batch(request)
-        else:
-            call = _Call(
-                request.method,
-                request.path,
-                request.args,
-                request.headers,
-                request.get_data(cache=False),
-            )
-            result = self._dispatch(call, inherited=None)
+        arrived = time.time()
+        body = request.get_data(cache=False)
+        result = self._dispatch(
+            _Call(request.method, request.path, request.args, request.headers, body, arrived)
+        )
         if result.drop:
             return _drop_connection(environ)
         response = Response(result.body, status=result.status, headers=result.headers)
@@ -663,7 +678,7 @@ class GmailEmulator:
     __call__ = app
 
     # -- one API call ---------------------------------------------------------------------------
-    def _dispatch(self, call: _Call, inherited: Headers | None) -> _Result:
+    def _dispatch(self, call: _Call) -> _Result:
         adapter = _ROUTES.bind("emulator", path_info=call.path)
         try:
             endpoint, params = adapter.match(call.path, method=call.method)
@@ -672,7 +687,7 @@ class GmailEmulator:
         name = str(endpoint)
         with self._lock:
             self.calls[name] += 1
-        auth = call.headers.get("Authorization") or (inherited or Headers()).get("Authorization")
+        auth = call.headers.get("Authorization")
         token = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
         user = self.tokens.get(token) if token else None
         if user is None:
@@ -695,10 +710,13 @@ class GmailEmulator:
             "drafts.list": self._list,
             "drafts.get": self._get_draft,
             "messages.get": self._get_message,
+            "users.getProfile": self._profile,
         }[name]
         result = handler(user, call, {k: str(v) for k, v in params.items()})
         if fault is not None and fault.kind == "drop_after":
             result.drop = True  # the call took effect; only its answer is lost
+        if fault is not None and fault.kind == "error_after":
+            return _fault_result(fault)  # the call took effect; the answer says it failed
         return result
 
     def _create(self, user: str, call: _Call, params: dict[str, str]) -> _Result:
@@ -711,7 +729,7 @@ class GmailEmulator:
             box = self._mailboxes[user]
             if thread_id and thread_id not in box.thread_subjects:
                 return _not_found()
-            stored = self._store(user, raw, thread_id)
+            stored = self._store(user, raw, thread_id, call.arrived)
         body = {
             "id": stored.draft_id,
             "message": {
@@ -722,7 +740,9 @@ class GmailEmulator:
         }
         return _Result.json(200, body)
 
-    def _store(self, user: str, raw: bytes, thread_id: str | None) -> StoredDraft:
+    def _store(
+        self, user: str, raw: bytes, thread_id: str | None, arrived: float | None = None
+    ) -> StoredDraft:
         box = self._mailboxes[user]
         n = next(self._ids)
         message_id = f"{self._id_base + n * 7919:016x}"
@@ -739,7 +759,7 @@ class GmailEmulator:
             thread_id=thread,
             user=user,
             raw=raw,
-            internal_date_ms=int(time.time() * 1000),
+            internal_date_ms=int((arrived or time.time()) * 1000),
             history_id=next(self._history),
         )
         box.drafts.append(stored)
@@ -759,6 +779,9 @@ class GmailEmulator:
         matches = _matcher(query)
         with self._lock:
             newest_first = list(reversed(self._mailboxes[user].drafts))
+        if query and self.search_lag_s:  # the index has not seen the newest drafts yet
+            indexed_by = (time.time() - self.search_lag_s) * 1000
+            newest_first = [d for d in newest_first if d.internal_date_ms <= indexed_by]
         hits = [d for d in newest_first if matches(d.message())]
         page = hits[offset : offset + max_results]
         body: dict[str, Any] = {"resultSizeEstimate": len(hits)}
@@ -769,6 +792,14 @@ class GmailEmulator:
             ]
         if offset + max_results < len(hits):
             body["nextPageToken"] = str(offset + max_results)
+        return _Result.json(200, body)
+
+    def _profile(self, user: str, call: _Call, params: dict[str, str]) -> _Result:
+        with self._lock:
+            box = self._mailboxes[user]
+            count = len(box.drafts)
+        body = {"emailAddress": user, "messagesTotal": count, "threadsTotal": count,
+                "historyId": str(next(self._history))}  # fmt: skip
         return _Result.json(200, body)
 
     def _get_draft(self, user: str, call: _Call, params: dict[str, str]) -> _Result:
@@ -791,44 +822,6 @@ class GmailEmulator:
             return _bad_request(f"Invalid value at 'format' ({fmt})")
         wanted = call.args.getlist("metadataHeaders")
         return _Result.json(200, message_resource(stored, fmt, wanted))
-
-    # -- batch ----------------------------------------------------------------------------------
-    def _batch(self, request: Request) -> _Result:
-        content_type = request.headers.get("Content-Type", "")
-        if not content_type.lower().startswith("multipart/mixed"):
-            return _bad_request("Batch requests must be multipart/mixed")
-        envelope = email.message_from_bytes(
-            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + request.get_data()
-        )
-        parts = envelope.get_payload()
-        if not envelope.is_multipart() or not isinstance(parts, list) or not parts:
-            return _bad_request("Empty batch request")
-        if len(parts) > self.max_batch_parts:
-            return _bad_request(
-                f"Too many requests in batch: {len(parts)} (the limit is {self.max_batch_parts})"
-            )
-        boundary = f"batch_{self._rng.getrandbits(64):016x}"
-        out: list[bytes] = []
-        drop = False
-        for part in parts:
-            assert isinstance(part, Message)
-            content_id = str(part.get("Content-ID", "")).strip()
-            payload = part.get_payload(decode=False)
-            try:
-                call = _parse_http_request(payload if isinstance(payload, str) else "")
-            except ValueError as exc:
-                result = _bad_request(str(exc))
-            else:
-                result = self._dispatch(call, inherited=request.headers)
-            if result.drop:
-                # A dropped call drops the whole batch connection: every answer is lost.
-                drop = True
-                result = google_error(503, "The service is currently unavailable.", "backendError")
-            out.append(_batch_part(content_id, result, boundary))
-        if drop:
-            return _Result(0, drop=True)
-        body = b"".join(out) + f"--{boundary}--\r\n".encode()
-        return _Result(200, body, {"Content-Type": f"multipart/mixed; boundary={boundary}"})
 
     # -- OAuth token endpoint (refresh_token grant only) ------------------------------------
     def _token_endpoint(self, request: Request) -> Response:
@@ -949,44 +942,6 @@ def _split_multipart(content_type: str, body: bytes) -> list[bytes]:
     return bodies
 
 
-def _parse_http_request(text: str) -> _Call:
-    """One batch part's embedded ``application/http`` request."""
-    text = text.replace("\r\n", "\n")
-    head, _, body = text.partition("\n\n")
-    lines = head.split("\n")
-    try:
-        method, target, _version = lines[0].split(" ", 2)
-    except ValueError as exc:
-        raise ValueError("Malformed request line in batch part") from exc
-    headers = Headers()
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers.add(name.strip(), value.strip())
-    url = urlsplit(target)
-    args: MultiDict[str, str] = MultiDict(
-        [(k, v) for k, vs in parse_qs(url.query).items() for v in vs]
-    )
-    return _Call(method.upper(), url.path, args, headers, body.encode())
-
-
-def _batch_part(content_id: str, result: _Result, boundary: str) -> bytes:
-    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-              404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
-              503: "Service Unavailable"}.get(result.status, "Error")  # fmt: skip
-    response_id = f"<response-{content_id.strip('<>')}>" if content_id else ""
-    inner_headers = "".join(f"{k}: {v}\r\n" for k, v in result.headers.items())
-    return (
-        (
-            f"--{boundary}\r\nContent-Type: application/http\r\n"
-            + (f"Content-ID: {response_id}\r\n" if response_id else "")
-            + f"\r\nHTTP/1.1 {result.status} {reason}\r\n{inner_headers}\r\n"
-        ).encode()
-        + result.body
-        + b"\r\n"
-    )
-
-
 def _drop_connection(environ: dict[str, Any]) -> Iterator[bytes]:
     """A response body that, when the server starts sending it, closes the socket instead."""
     sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
@@ -1018,7 +973,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default=DEFAULT_USER, help="the mailbox the tokens open")
     parser.add_argument("--quota-units", type=int, default=15_000)
     parser.add_argument("--quota-window", type=float, default=60.0, help="seconds")
-    parser.add_argument("--max-batch-parts", type=int, default=50)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per round trip")
     parser.add_argument(
         "--fault-rate", action="append", default=[], help="KIND=P, e.g. 500=0.1 or drop=0.05"
@@ -1030,7 +984,6 @@ def main(argv: list[str] | None = None) -> None:
         user=args.user,
         quota_units=args.quota_units,
         quota_window_s=args.quota_window,
-        max_batch_parts=args.max_batch_parts,
         latency_s=args.latency,
         seed=args.seed,
     )

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,12 @@ from hypothesis import strategies as st
 
 from service.adapters import csvfile
 from service.adapters.csvfile import CsvFileSource, FileChangedError, FileInUseError
+from service.bootstrap import build_services
+from service.config import PROJECT_ROOT, Settings
 from service.domain.invoice import normalize_header
 from service.ports import WriteBack
+from service.usecases.run import run_sheet
+from tests.conftest import FIXED_NOW
 
 DAY = dt.date(2025, 1, 22)
 
@@ -45,7 +50,7 @@ def test_read_gives_sheet_row_numbers_and_text_exactly_as_in_the_file(tmp_path: 
         b"invoice_id,amount,due_date\r\n0001, 1,234.50 ,2025-01-15\r\n0002,10,1/2/2025\r\n",
     )
     snapshot = CsvFileSource(path).read()
-    assert snapshot.scope == f"file:{path}"
+    assert snapshot.scope == "file:inv.csv"
     assert snapshot.headers == ("invoice_id", "amount", "due_date")
     assert [r.row for r in snapshot.rows] == [2, 3]
     # Unquoted commas split cells: " 1" and "234.50 " are two cells, kept with their spaces.
@@ -91,7 +96,7 @@ def test_cells_are_split_as_the_csv_module_splits_them_even_when_malformed(text:
         expected = [row or [""] for row in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error:
         return  # text the csv module refuses outright (e.g. a NUL byte); nothing to compare
-    assert [[f.value for f in r.fields] for r in csvfile._tokenize(text, ",")] == expected
+    assert [r.values for r in csvfile._tokenize(text)] == expected
 
 
 @pytest.mark.parametrize(
@@ -334,18 +339,10 @@ _OUTPUT_KEYS = {"laststagesent", "lastsentat", "reminderstatus", "paymentlink"}
 def _skeleton(data: bytes) -> tuple[bytes, list[tuple[list[str], str]]]:
     """The BOM, then per record its raw non-output fields and its raw line terminator."""
     bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
-    text = data[len(bom) :].decode()
-    records = csvfile._tokenize(text, ",")
-    header = [f.value for f in records[0].fields]
+    records = csvfile._tokenize(data[len(bom) :].decode())
+    header = records[0].values
     outputs = {i for i, h in enumerate(header) if normalize_header(h) in _OUTPUT_KEYS}
-    starts = [r.fields[0].start for r in records[1:]] + [len(text)]
-    return bom, [
-        (
-            [text[f.start : f.end] for i, f in enumerate(r.fields) if i not in outputs],
-            text[r.end : start],
-        )
-        for r, start in zip(records, starts, strict=True)
-    ]
+    return bom, [([raw for i, raw in enumerate(r.raw) if i not in outputs], r.end) for r in records]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -384,3 +381,48 @@ def test_fuzzed_files_round_trip_byte_for_byte_outside_the_output_cells(
             assert reread[update.row]["payment_link"] == f'https://pay/{update.row},"q"'
         assert source.write_back(snapshot, updates) == 0
         assert path.read_bytes() == after
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger's scope: the file's name, wherever the file is
+# ---------------------------------------------------------------------------------------------
+def test_the_scope_is_the_file_name_wherever_the_file_lives(tmp_path: Path) -> None:
+    here = _write(tmp_path / "invoices.csv", b"invoice_id\n1\n")
+    (tmp_path / "mounted").mkdir()
+    there = _write(tmp_path / "mounted" / "invoices.csv", b"invoice_id\n1\n")
+    assert CsvFileSource(here).scope == CsvFileSource(there).scope == "file:invoices.csv"
+    assert CsvFileSource(here).read().scope == "file:invoices.csv"
+    assert CsvFileSource(tmp_path / "other.csv").scope == "file:other.csv"
+
+
+def test_a_moved_invoices_file_drafts_nothing_new(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """The file moved (a container's volume, a new folder) without its written-back cells: the
+    ledger alone knows what was drafted, and it still does."""
+    original = (PROJECT_ROOT / "examples" / "invoices.csv").read_bytes()
+    first_home, second_home = tmp_path / "app" / "examples", tmp_path / "data"
+    first_home.mkdir(parents=True)
+    second_home.mkdir()
+
+    def run_on(path: Path) -> int:
+        services = build_services(make_settings(INVOICES_FILE=str(path)), clock=lambda: FIXED_NOW)
+        report = run_sheet(
+            services.source("csv"),
+            ledger=services.ledger,
+            sink=lambda: services.sink_for(None),
+            templates=services.templates,
+            settings=services.run_settings,
+            clock=lambda: FIXED_NOW,
+            today=FIXED_NOW.date(),
+            dry_run=False,
+            force=True,
+        )
+        return report.drafted
+
+    drafted = run_on(_write(first_home / "invoices.csv", original))
+    assert drafted > 0
+    # The copy at the new path has none of the first run's write-back: the ledger must hold.
+    assert run_on(_write(second_home / "invoices.csv", original)) == 0
+    maildir = tmp_path / "Maildir"
+    assert len([p for p in maildir.rglob("*") if p.is_file()]) == drafted

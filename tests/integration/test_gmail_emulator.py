@@ -21,7 +21,6 @@ import requests
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest
 
 from tests.emulators.gmail import Fault, GmailEmulator, running_gmail_emulator
 
@@ -396,60 +395,6 @@ def test_methods_cost_their_published_quota_units(gmail: Gmail) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batch
-# ---------------------------------------------------------------------------------------------
-def run_batch(service: Any, base_url: str, count: int) -> list[tuple[str, Any, Any]]:
-    answers: list[tuple[str, Any, Any]] = []
-    batch = BatchHttpRequest(
-        callback=lambda rid, resp, exc: answers.append((rid, resp, exc)),
-        batch_uri=base_url + "batch/gmail/v1",
-    )
-    for i in range(count):
-        batch.add(create_request(service, mime(f"Reminder {i}", key=f"s/{i}/7")))
-    batch.execute()
-    return answers
-
-
-def create_request(service: Any, raw: bytes) -> Any:
-    return service.users().drafts().create(userId="me", body={"message": {"raw": b64(raw)}})
-
-
-def test_batch_of_50_creates_is_one_round_trip_and_50_calls(gmail: Gmail) -> None:
-    emulator, base_url, service = gmail
-
-    answers = run_batch(service, base_url, 50)
-
-    assert len(answers) == 50
-    assert all(exc is None and resp["id"].startswith("r-") for _, resp, exc in answers)
-    assert len(emulator.drafts) == 50
-    assert emulator.round_trips == 1
-    assert emulator.calls["drafts.create"] == 50
-    assert emulator.quota.used(OWNER) == 500
-
-
-def test_batch_of_51_is_refused_whole(gmail: Gmail) -> None:
-    emulator, base_url, service = gmail
-    with pytest.raises(HttpError) as caught:
-        run_batch(service, base_url, 51)
-    assert caught.value.resp.status == 400
-    assert emulator.drafts == []
-
-
-def test_every_call_in_a_batch_counts_against_quota() -> None:
-    with running_gmail_emulator(tokens={TOKEN: OWNER}, quota_units=100) as (emulator, base_url):
-        answers = run_batch(gmail_client(base_url), base_url, 12)
-    statuses = sorted(200 if exc is None else exc.resp.status for _, _, exc in answers)
-    assert statuses == [200] * 10 + [429] * 2
-    assert len(emulator.drafts) == 10
-
-
-def test_new_batch_http_request_ignores_api_endpoint(gmail: Gmail) -> None:
-    # Why a batch client must build BatchHttpRequest(batch_uri=...) itself (DESIGN §7).
-    _, _, service = gmail
-    assert service.new_batch_http_request()._batch_uri == "https://gmail.googleapis.com/batch"
-
-
-# ---------------------------------------------------------------------------------------------
 # Faults
 # ---------------------------------------------------------------------------------------------
 def test_queued_faults_fire_in_order_for_the_named_method(gmail: Gmail) -> None:
@@ -484,6 +429,33 @@ def test_created_then_drop_stores_the_draft_but_the_answer_never_arrives(gmail: 
     assert len(emulator.drafts) == 1
 
 
+def test_stored_then_error_keeps_the_draft_but_answers_500(gmail: Gmail) -> None:
+    emulator, _, service = gmail
+    emulator.faults.push("stored_then_500", method="drafts.create")
+
+    with pytest.raises(HttpError) as caught:
+        create(service, mime("Invoice INV-1"))
+
+    assert caught.value.resp.status == 500
+    assert [d.key for d in emulator.drafts] == ["sheet-1/INV-1/7"]
+    assert emulator.faults.injected == {"error_after": 1}
+
+
+def test_search_lags_the_store_but_a_plain_list_does_not(gmail: Gmail) -> None:
+    emulator, _, service = gmail
+    emulator.search_lag_s = 60
+    created = create(service, mime("Invoice INV-1 is overdue"))
+    drafts = service.users().drafts()
+
+    assert "drafts" not in drafts.list(userId="me", q="subject:INV-1").execute()
+    assert [d["id"] for d in drafts.list(userId="me").execute()["drafts"]] == [created["id"]]
+    emulator.search_lag_s = 0.001  # the index caught up
+    time.sleep(0.002)
+    assert [d["id"] for d in drafts.list(userId="me", q="subject:INV-1").execute()["drafts"]] == [
+        created["id"]
+    ]
+
+
 def test_httplib2_silently_resends_a_post_whose_connection_dropped(gmail: Gmail) -> None:
     # The client library's default transport retries a dropped POST by itself: with Gmail
     # that is a duplicate draft. This is why the sink uses a transport that sends once.
@@ -497,7 +469,8 @@ def test_httplib2_silently_resends_a_post_whose_connection_dropped(gmail: Gmail)
         client_options={"api_endpoint": base_url},
         cache_discovery=False,
     )
-    request = create_request(service, mime("Invoice INV-1"))
+    message = {"raw": b64(mime("Invoice INV-1"))}
+    request = service.users().drafts().create(userId="me", body={"message": message})
     request.headers["authorization"] = f"Bearer {TOKEN}"
 
     request.execute()

@@ -36,6 +36,9 @@ def _client(tmp_path: Path, **env: str) -> FlaskClient:
         "MAILDIR_PATH": str(tmp_path / "Maildir"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
         "SENDS_LOG": "off",
+        # The seed's rule, as recorded: any day is a drafting day.
+        "BUSINESS_DAYS": "false",
+        "TIMEZONE": "UTC",
         **env,
     }
     services = build_services(settings_from_env(base), clock=lambda: FIXED_NOW)

@@ -307,3 +307,35 @@ def test_times_come_back_in_utc_whatever_zone_went_in(ledger: Ledger) -> None:
         assert entry.reserved_at == NOW
         assert entry.reserved_at.utcoffset() == dt.timedelta(0)
         assert entry.lease_until.utcoffset() == dt.timedelta(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# A statement's keys: all claimed in one transaction, or none
+# ---------------------------------------------------------------------------------------------
+STATEMENT = [DraftKey("sheet-abc", f"INV-{n}", 14) for n in (3, 1, 2)]
+
+
+def test_a_statements_keys_are_all_claimed_together(ledger: Ledger) -> None:
+    claims = ledger.claim_all(STATEMENT, now=NOW, lease_seconds=LEASE)
+
+    assert [c.outcome for c in claims] == [ClaimOutcome.CLAIMED] * 3
+    assert [c.entry.key for c in claims] == STATEMENT  # in the order asked
+    again = ledger.claim_all(STATEMENT, now=_at(1), lease_seconds=LEASE)
+    assert [c.outcome for c in again] == [ClaimOutcome.BUSY] * 3
+
+
+def test_one_drafted_key_claims_none_of_the_statement(ledger: Ledger) -> None:
+    ledger.claim(STATEMENT[1], now=NOW, lease_seconds=LEASE)
+    ledger.record_created(STATEMENT[1], _created(), drafted_on=NOW.date(), now=_at(1))
+
+    claims = ledger.claim_all(STATEMENT, now=_at(2), lease_seconds=LEASE)
+
+    assert [c.outcome for c in claims] == [
+        ClaimOutcome.BUSY,
+        ClaimOutcome.CREATED,
+        ClaimOutcome.BUSY,
+    ]
+    # Nothing was left reserved: each free key can still be claimed on its own.
+    assert ledger.get(STATEMENT[0]) is None and ledger.get(STATEMENT[2]) is None
+    alone = ledger.claim(STATEMENT[0], now=_at(3), lease_seconds=LEASE)
+    assert alone.outcome is ClaimOutcome.CLAIMED

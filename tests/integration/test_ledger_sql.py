@@ -211,14 +211,14 @@ def test_no_table_has_a_column_for_bodies_or_tokens(
     leaks = {(t, c) for t, c in columns if words & set(c.split("_"))}
     assert leaks == set()
     assert ("draft_ledger", "draft_id") in columns
-    # A draft's subject and recipients are its only message metadata (for review and
-    # threading); nothing else of the message is a column.
+    # A draft's subject, recipients and mailbox are its only message metadata (for review,
+    # threading and teams); nothing else of the message is a column.
     message = {c for t, c in columns if t == "draft_ledger"} - {
         "scope", "invoice_id", "stage", "state", "reserved_at", "lease_until", "attempts",
         "draft_id", "message_id", "thread_id", "rfc_message_id", "draft_url", "drafted_on",
         "request_key", "error", "created_at", "updated_at",
     }  # fmt: skip
-    assert message == {"subject", "recipients"}
+    assert message == {"subject", "recipients", "mailbox"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.adapters.maildir import MaildirSink, draft_file_name
-from service.ports import DraftKey, OutgoingDraft, SinkError, ThreadRef
+from service.ports import DraftKey, EntryState, LedgerEntry, OutgoingDraft, SinkError, ThreadRef
 from service.usecases.message import build_draft
 
 pytestmark = pytest.mark.timeout(20)  # a hang (lock, deadlock) fails fast, not at 300 s
@@ -61,7 +61,6 @@ def test_draft_is_written_into_new_as_a_parseable_eml(tmp_path: Path) -> None:
     assert "€1,234.50" in body.get_content()
     assert created.message_id == created.rfc_message_id == draft.rfc_message_id
     assert created.thread_id == draft.rfc_message_id  # the first reminder starts its thread
-    assert created.url == path.as_uri()
 
 
 def test_draft_file_and_folders_are_private(tmp_path: Path) -> None:
@@ -110,7 +109,55 @@ def test_draft_moved_to_cur_by_a_mail_client_is_still_found(tmp_path: Path) -> N
 
     assert found is not None
     assert found.draft_id == created.draft_id
-    assert found.url == (sink.root / "cur" / f"{path.name}:2,DS").as_uri()
+    assert found.url == created.url  # the link written next to the row still names it
+
+
+def test_link_names_the_folder_and_the_message_id_not_the_file(tmp_path: Path) -> None:
+    created = MaildirSink(tmp_path / "Drafts").create(_draft())
+
+    folder = (tmp_path / "Drafts").resolve().as_uri()
+    assert created.url == f"{folder}#{_draft().rfc_message_id.strip('<>')}"
+    assert "/new/" not in (created.url or "")
+
+
+def test_in_drafts_follows_the_file_through_a_mail_clients_moves(tmp_path: Path) -> None:
+    sink = MaildirSink(tmp_path / "Drafts")
+    created = sink.create(_draft())
+    entry = LedgerEntry(KEY, EntryState.CREATED, NOW, NOW, draft_id=created.draft_id)
+    assert sink.in_drafts(entry)
+
+    path = sink.root / "new" / created.draft_id
+    read = sink.root / "cur" / f"{created.draft_id}:2,S"
+    path.rename(read)
+    assert sink.in_drafts(entry)
+    flagged = read.rename(sink.root / "cur" / f"{created.draft_id}:2,FRS")
+    assert sink.in_drafts(entry)
+
+    trashed = flagged.rename(sink.root / "cur" / f"{created.draft_id}:2,ST")
+    assert not sink.in_drafts(entry)  # marked deleted: the client expunges it
+    trashed.unlink()
+    assert not sink.in_drafts(entry)
+
+
+def test_a_full_folder_is_never_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = MaildirSink(tmp_path / "Drafts")
+    for i in range(50):
+        sink.create(_draft(DraftKey(KEY.scope, f"OLD-{i}", 7)))
+    moved = sink.create(_draft())
+    (sink.root / "new" / moved.draft_id).rename(sink.root / "cur" / f"{moved.draft_id}:2,S")
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the Maildir was listed")
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    monkeypatch.setattr(os, "listdir", refuse)
+    fresh = sink.create(_draft(DraftKey(KEY.scope, "NEW-1", 7)))
+    entry = LedgerEntry(KEY, EntryState.CREATED, NOW, NOW, draft_id=moved.draft_id)
+
+    assert sink.find(_draft()) == moved
+    assert sink.create(_draft()) == moved  # adopted where the client left it, not doubled
+    assert sink.in_drafts(entry)
+    assert fresh.draft_id == draft_file_name(DraftKey(KEY.scope, "NEW-1", 7))
 
 
 def test_file_named_like_the_key_but_holding_another_key_is_not_adopted(tmp_path: Path) -> None:
@@ -118,11 +165,14 @@ def test_file_named_like_the_key_but_holding_another_key_is_not_adopted(tmp_path
     other = DraftKey(KEY.scope, KEY.invoice_id, 14)
     sink.create(_draft(other))
     [other_path] = _files(sink.root, "new")
-    # Same digest in the name as KEY's draft would have, but the header says stage 14.
+    # The name KEY's draft would have, but the header says stage 14.
     forged = draft_file_name(KEY)
     shutil.copy(other_path, sink.root / "new" / forged)
 
     assert sink.find(_draft()) is None
+    with pytest.raises(SinkError) as refused:
+        sink.create(_draft())  # never overwritten, never adopted
+    assert not refused.value.retryable
 
 
 def test_followup_stays_in_the_thread_of_the_first_reminder(tmp_path: Path) -> None:

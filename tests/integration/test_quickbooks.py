@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -86,6 +86,7 @@ class FakeQbo:
         self.queries: list[str] = []
         self.scripted: list[tuple[int, dict[str, str]]] = []  # (status, headers) served first
         self.rotate_to: str | None = None
+        self.on_query: Callable[[], None] | None = None  # called as each query arrives
         mock.add_callback(responses.POST, TOKEN_URL, callback=self._token)
         mock.add_callback(responses.GET, QUERY_URL, callback=self._query)
 
@@ -107,6 +108,8 @@ class FakeQbo:
         return 200, {}, json.dumps(body)
 
     def _query(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        if self.on_query is not None:
+            self.on_query()
         if self.scripted:
             status, headers = self.scripted.pop(0)
             return status, headers, json.dumps({"Fault": {"Error": [{"Message": "scripted"}]}})
@@ -153,7 +156,11 @@ class Sleeps(list[float]):
 
 
 def make_source(
-    ledger: SqlLedger, tmp_path: Path, sleeps: Sleeps | None = None, refresh: str = "refresh-0"
+    ledger: SqlLedger,
+    tmp_path: Path,
+    sleeps: Sleeps | None = None,
+    refresh: str = "refresh-0",
+    token_file: Path | None = None,
 ) -> QuickBooksSource:
     session = requests.Session()
     sleep = sleeps if sleeps is not None else Sleeps()
@@ -163,7 +170,7 @@ def make_source(
         refresh,
         token_url=TOKEN_URL,
         session=session,
-        token_file=RefreshTokenFile(tmp_path / "qbo_token.json", refresh),
+        token_file=RefreshTokenFile(token_file or tmp_path / "qbo_token.json", refresh),
         sleep=sleep,
         clock=lambda: NOW,
     )
@@ -390,3 +397,52 @@ def test_an_invoice_without_a_billing_email_is_an_error_row(
     bad = next(p for p in planned if p.invoice_id == "1046")
     assert bad.decision.reason is Reason.INVALID_ROW
     assert bad.errors == {"client_email": "is required"}
+
+
+def test_a_rotated_refresh_token_is_on_disk_before_its_access_token_is_used(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path
+) -> None:
+    qbo.rotate_to = "refresh-1"
+    token_file = tmp_path / "state" / "qbo_token.json"
+    on_disk: list[str] = []
+    qbo.on_query = lambda: on_disk.append(token_file.read_text() if token_file.exists() else "")
+
+    make_source(ledger, tmp_path, token_file=token_file).read()
+
+    assert on_disk
+    assert "refresh-1" in on_disk[0]
+
+
+def test_a_rotated_token_that_cannot_be_saved_is_printed_once_and_the_run_stops(
+    qbo: FakeQbo,
+    ledger: SqlLedger,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    qbo.rotate_to = "refresh-1"
+    token_file = tmp_path / "qbo_token.json"
+    token_file.mkdir()  # the save replaces a file: a directory in its place makes it fail
+
+    with pytest.raises(QuickBooksError) as exc:
+        make_source(ledger, tmp_path, token_file=token_file).read()
+
+    assert exc.value.code == "token_not_saved"
+    assert qbo.queries == []  # the new access token was never used
+    err = capsys.readouterr().err
+    assert err.count("refresh-1") == 1
+    assert "QBO_REFRESH_TOKEN=refresh-1" in err
+    assert "refresh-1" not in str(exc.value) + caplog.text
+
+
+def test_an_unwritable_token_directory_stops_before_intuit_rotates_anything(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state").write_text("a file where the state directory should be")
+
+    with pytest.raises(QuickBooksError, match="QBO_TOKEN_FILE") as exc:
+        make_source(ledger, tmp_path, token_file=tmp_path / "state" / "qbo_token.json").read()
+
+    assert exc.value.code == "token_file_unwritable"
+    assert qbo.refresh_bodies == []  # Intuit was never asked, so no token was rotated away
+    assert "refresh-0" not in str(exc.value) + capsys.readouterr().err

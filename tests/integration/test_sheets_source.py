@@ -49,7 +49,7 @@ def make_source(served: tuple[SheetsEmulator, str], sleeps: list[float]) -> Any:
     def make(range_: str = "Invoices!A1:Z", **options: Any) -> SheetsSource:
         options.setdefault("timezone", "America/New_York")
         options.setdefault("sleep", sleeps.append)
-        return SheetsSource.from_token(TOKEN, BOOK, range_, endpoint=served[1], **options)
+        return SheetsSource(BOOK, range_, credentials=TOKEN, endpoint=served[1], **options)
 
     return make
 
@@ -106,7 +106,7 @@ def test_spreadsheet_timezone_costs_one_extra_read_once(
     assert first.timezone == second.timezone == "Asia/Tokyo"
     assert emulator.count("spreadsheets.get") == 1
     assert emulator.count("values.get") == 2
-    assert source.api_calls == 3
+    assert emulator.round_trips == 3
 
 
 def test_timezone_lookup_can_be_switched_off(emulator: SheetsEmulator, make_source: Any) -> None:

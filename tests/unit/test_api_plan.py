@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
 from service.api import services
@@ -285,3 +286,15 @@ def test_openapi_document_is_generated_from_the_schemas(client: FlaskClient) -> 
     assert "invoices" in schemas["PlanRequest"]["properties"]
     assert "writeback" in schemas["RowResult"]["properties"]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize("route", ["/v1/plan", "/v1/drafts"])
+def test_json_nested_a_hundred_thousand_deep_is_a_400_not_a_500(
+    client: FlaskClient, auth: dict[str, str], route: str
+) -> None:
+    body = '{"invoices": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post(route, data=body, headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "nested too deeply" in str(error["details"])

@@ -51,7 +51,7 @@ def invoke(make_settings: Callable[..., Settings], invoices: Path) -> Callable[.
 def test_run_apply_prints_the_table_and_one_summary_line_and_exits_0(
     invoke: Callable[..., Result], invoices: Path, tmp_path: Path
 ) -> None:
-    result = invoke("run", "--apply", "--today", "2026-11-24")
+    result = invoke("run", "--apply", "--today", "2026-11-24", TZ="Europe/Paris")
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -59,7 +59,7 @@ def test_run_apply_prints_the_table_and_one_summary_line_and_exits_0(
     assert any("INV-1001" in ln and "Drafted stage 7 reminder" in ln for ln in lines)
     assert any("INV-1011" in ln and "closed" in ln for ln in lines)
     assert any("INV-1021" in ln and "amount: is required" in ln for ln in lines)
-    assert lines[-1].startswith("2026-11-24 · file:")
+    assert lines[-1].startswith("2026-11-24 in Europe/Paris (this machine's zone; set TIMEZONE")
     assert "11 drafted, 9 skipped, 4 with errors, 11 rows written back." in lines[-1]
     assert len(list((tmp_path / "Maildir" / "new").glob("*.eml"))) == 11
     assert "2026-11-24" in invoices.read_text()
@@ -101,7 +101,7 @@ def test_outside_the_window_the_run_exits_4_and_changes_nothing(
     )
 
     assert result.exit_code == cli.EXIT_OUTSIDE_WINDOW
-    assert "Outside the run window (08:00–18:00 America/New_York)" in result.output
+    assert "Warning: outside the run window (08:00–18:00 America/New_York)" in result.stderr
     assert "--force" in result.output
     assert invoices.read_bytes() == before
 
@@ -277,3 +277,59 @@ def test_auth_stores_the_token_readable_by_its_owner_only(
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     assert json.loads(token.read_text())["refresh_token"] == "1//refresh"
     assert "gmail.compose" in result.output
+
+
+def test_drafts_lists_a_days_drafts_and_earlier_ones_never_sent(
+    invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    assert invoke("run", "--apply", "--today", "2026-11-24").exit_code == 0
+    today = invoke("drafts", "--json", TZ="UTC")  # the clock's day: 2026-11-24 in UTC
+
+    assert today.exit_code == 0, today.output
+    listed = json.loads(today.stdout)
+    assert listed["date"] == "2026-11-24"
+    drafts = {d["invoice_id"]: d for d in listed["drafts"]}
+    assert len(drafts) == 11
+    assert drafts["INV-1004"]["stage"] == 28
+    assert drafts["INV-1004"]["to"] == ["accounts@kestrel.example.co.uk"]
+    assert drafts["INV-1004"]["subject"].startswith("Action needed: invoice INV-1004")
+    assert drafts["INV-1004"]["link"]
+    assert all(d["in_drafts"] is True and "body" not in d for d in drafts.values())
+    assert listed["unsent"] == []
+
+    # The bookkeeper sent INV-1001's reminder from a mail client: it left the folder.
+    sent = next(
+        f for f in (tmp_path / "Maildir").glob("*/*") if "/INV-1001/7" in f.read_text()
+    )  # the file named by its key header, wherever the Maildir keeps it
+    sent.rename(tmp_path / "sent.eml")
+    table = invoke("drafts", "--date", "2026-12-01")
+
+    assert table.exit_code == 0, table.output
+    assert "0 drafts made on 2026-12-01." in table.stdout
+    waiting = table.stdout.split("Still in Drafts, never sent (10)")[1]
+    assert "INV-1004     stage 28    7 days  accounts@kestrel.example.co.uk" in waiting
+    assert "INV-1001" not in waiting
+    on_the_day = invoke("drafts", "--date", "2026-11-24").stdout
+    assert (
+        next(ln for ln in on_the_day.splitlines() if ln.startswith("INV-1001")).split()[-2] == "no"
+    )
+
+
+def test_report_prints_aging_per_currency_top_clients_and_dso(
+    invoke: Callable[..., Result],
+) -> None:
+    result = invoke("report", "--today", "2026-11-24")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[2].split() == ["open", "current", "1-30", "31-60", "61-90", "90+", "DSO", "(days)"]
+    usd = next(ln for ln in lines if ln.startswith("USD "))
+    assert usd.split() == [
+        "USD", "$30,566.25", "$1,800.00", "$22,216.25", "$5,600.00", "$950.00", "$0.00", "67.6"
+    ]  # fmt: skip
+    assert "JPY       ¥185,000" in result.stdout
+    assert "USD Canyon Solar $12,400.00, Maple & Oak Carpentry $5,600.00" in result.stdout
+
+    as_json = json.loads(invoke("report", "--today", "2026-11-24", "--json").stdout)
+    usd_json = next(a for a in as_json["aging"] if a["currency"] == "USD")
+    assert (usd_json["open"]["amount"], usd_json["dso_days"]) == ("30566.25", "67.6")

@@ -41,7 +41,9 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
 def test_every_setting_is_read_from_its_upper_case_variable() -> None:
     env = RecordingEnv()
     settings_from_env(env)
-    assert {f.name.upper() for f in dataclasses.fields(Settings)} <= env.asked
+    assert {
+        f.metadata.get("read_from", f.name.upper()) for f in dataclasses.fields(Settings)
+    } <= env.asked
 
 
 def test_empty_or_blank_values_count_as_unset() -> None:
@@ -72,7 +74,7 @@ def test_values_are_parsed_to_their_types() -> None:
     assert (settings.window_start, settings.window_end) == (8, 18)
     assert settings.default_currency == "EUR"
     assert settings.column_map == {"invoice_id": "Invoice Number", "due_date": "Due"}
-    assert settings.slack_min_amount == Decimal("1000.50")
+    assert settings.slack_min_amount == {"EUR": Decimal("1000.50")}  # DEFAULT_CURRENCY
     assert settings.maildir_path == Path("~/Maildir").expanduser()
     assert settings.sends_log is None
     assert settings.gmail_retry_seconds == 12.5
@@ -94,11 +96,11 @@ def test_values_are_parsed_to_their_types() -> None:
         ("DEFAULT_CURRENCY", "DOLLARS", "ISO 4217"),
         ("TIMEZONE", "Mars/Olympus", "IANA"),
         ("STAGES", "7,x", "integer"),
-        ("STAGES", "0,7", "positive day counts"),
+        ("STAGES", "0,7", "never 0"),
         ("COLUMN_MAP", "invoice_id=Invoice,nonsense", "invoice_id=Invoice Number"),
         ("COLUMN_MAP", "colour=Color", "invoice_id=Invoice Number"),
         ("SLACK_MIN_AMOUNT", "a lot", "number"),
-        ("SLACK_MIN_AMOUNT", "NaN", "not permitted"),
+        ("SLACK_MIN_AMOUNT", "NaN", "a number like 1000"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable_and_what_was_expected(

@@ -148,9 +148,10 @@ def test_custom_stages_are_sorted_and_used() -> None:
     assert decide(inv(due_date=TODAY - dt.timedelta(days=12)), TODAY, policy).stage == 10
 
 
-def test_policy_rejects_non_positive_stages() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        Policy(stages=(0, 7))
+@pytest.mark.parametrize("stages", [(0, 7), ()])
+def test_policy_rejects_a_stage_zero_or_no_stages(stages: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="never 0"):
+        Policy(stages=stages)
 
 
 dates = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2040, 12, 31))

@@ -131,7 +131,9 @@ def test_reservation_left_by_a_crash_is_adopted_not_duplicated() -> None:
         clock,
         None,
     )
-    sink.create(_build(run_ctx, planned[0], DraftKey("sheet-1", "A", 7)))
+    key = DraftKey("sheet-1", "A", 7)
+    assert planned[0].email is not None
+    sink.create(_build(run_ctx, planned[:1], planned[0].email, [key]))
     # Within the lease, another caller sees it busy; after it, the key is recovered.
     busy = run(ROWS[:1], ledger, sink, clock=clock)
     assert busy.outcomes[0].reason.value == "duplicate" and busy.outcomes[0].retryable
@@ -218,3 +220,23 @@ def test_every_draft_parses_with_expected_headers(stage_days: int) -> None:
     assert msg["From"] == "Acme AR <ar@acme.example.com>"
     assert "INV-1" in msg["Subject"]
     assert "Ann Client" in msg.get_body(("plain",)).get_content()
+
+
+def test_a_call_stops_starting_drafts_when_its_time_budget_runs_out() -> None:
+    ledger, sink = FakeLedger(), FakeSink()
+    ticks = iter(range(100))  # each look at the timer is one second later
+    rows = [invoice_row(invoice_id=f"T-{n}") for n in range(5)]
+    planned = plan(rows, today=TODAY, settings=PLAN, templates=TEMPLATES)
+    settings = DraftSettings(
+        "ar@acme.example.com", "acme.example.com", render=PLAN.render, time_budget_seconds=2.5
+    )
+    result = generate_drafts(
+        planned, scope="sheet-1", today=TODAY, ledger=ledger, sink=sink, settings=settings,
+        templates=TEMPLATES, clock=Clock(), timer=lambda: float(next(ticks)),
+    )  # fmt: skip
+    assert [o.reason.value for o in result.outcomes] == ["drafted"] * 2 + ["time_budget"] * 3
+    assert (result.drafted, result.remaining) == (2, 3)
+    # The next call, with the same rows, finishes them; the first two are duplicates.
+    again = run(rows, ledger, sink)
+    assert [o.reason.value for o in again.outcomes] == ["duplicate"] * 2 + ["drafted"] * 3
+    assert len(sink.drafts) == 5

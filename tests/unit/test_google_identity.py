@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from google.auth import crypt, jwt
 
 from service.api.app import create_app
-from service.api.auth import CachingCertsRequest, GoogleIdentity
+from service.api.auth import GoogleIdentity
 from service.api.errors import ApiError
 from service.bootstrap import build_services
 from service.config import Settings
@@ -241,8 +241,7 @@ def test_cached_certs_expire_after_their_max_age(
     certs: CertsServer, google_key: SigningKey
 ) -> None:
     now = [1000.0]
-    http = CachingCertsRequest(clock=lambda: now[0])
-    identity = GoogleIdentity(CLIENT_ID, ["@accounts.example.com"], certs.url, http)
+    identity = GoogleIdentity(CLIENT_ID, ["@accounts.example.com"], certs.url, lambda: now[0])
     identity.verify(google_key.sign(claims()))
     now[0] += 21599
     identity.verify(google_key.sign(claims()))
@@ -256,12 +255,11 @@ def test_rotated_key_is_picked_up_by_refetching_once(
     certs: CertsServer, google_key: SigningKey, other_key: SigningKey
 ) -> None:
     now = [1000.0]
-    http = CachingCertsRequest(clock=lambda: now[0])
-    identity = GoogleIdentity(CLIENT_ID, ["@accounts.example.com"], certs.url, http)
+    identity = GoogleIdentity(CLIENT_ID, ["@accounts.example.com"], certs.url, lambda: now[0])
     identity.verify(google_key.sign(claims()))
     certs.published = [google_key, other_key]  # Google publishes the next key
     now[0] += 120
-    assert identity.verify(other_key.sign(claims())) == "google:" + USER
+    assert identity.verify(other_key.sign(claims())).identity == "google:" + USER
     assert certs.fetches == 2
 
 

@@ -6,17 +6,30 @@ import datetime as dt
 import email
 import email.policy
 import json
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 
+from service.adapters.migrate import upgrade
+from service.adapters.runs_sql import SqlRuns
 from service.adapters.slack import SlackNotifier
 from service.bootstrap import build_services
 from service.config import Settings
-from service.usecases.run import RunReport, RunSettings, RunStatus, Window, run_sheet, within_window
+from service.ports import RunState
+from service.usecases.run import (
+    RunReport,
+    RunSettings,
+    RunStatus,
+    Window,
+    record_run,
+    run_sheet,
+)
 from tests.conftest import invoice_row
 from tests.fakes import FakeLedger, FakeNotifier, FakeSink, FakeSource, transient
 
@@ -137,7 +150,7 @@ def test_rows_of_a_report_never_carry_email_bodies(harness: Harness) -> None:
 def test_outside_the_window_nothing_is_read_unless_forced(harness: Harness) -> None:
     settings = harness.services.run_settings
     office_hours = RunSettings(
-        settings.plan, settings.draft, window=Window(8, 18, "Pacific/Auckland")
+        settings.plan, settings.draft, timezone="Pacific/Auckland", window=Window(8, 18)
     )
     harness.now = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # 01:00 in Auckland
 
@@ -152,24 +165,79 @@ def test_outside_the_window_nothing_is_read_unless_forced(harness: Harness) -> N
 
 def test_the_window_is_in_local_hours_and_excludes_its_end() -> None:
     utc_2000 = dt.datetime(2026, 11, 23, 20, 0, tzinfo=dt.UTC)  # 09:00 next day in Auckland
-    assert within_window(utc_2000, "Pacific/Auckland", 8, 18)
-    assert not within_window(utc_2000, "UTC", 8, 18)
-    assert within_window(dt.datetime(2026, 1, 1, 17, 59, tzinfo=dt.UTC), "UTC", 8, 18)
-    assert not within_window(dt.datetime(2026, 1, 1, 18, 0, tzinfo=dt.UTC), "UTC", 8, 18)
-    assert within_window(dt.datetime(2026, 1, 1, 23, 59, tzinfo=dt.UTC), "UTC", 0, 24)
+    assert Window(8, 18).contains(utc_2000, "Pacific/Auckland")
+    assert not Window(8, 18).contains(utc_2000, "UTC")
+    assert Window(8, 18).contains(dt.datetime(2026, 1, 1, 17, 59, tzinfo=dt.UTC), "UTC")
+    assert not Window(8, 18).contains(dt.datetime(2026, 1, 1, 18, 0, tzinfo=dt.UTC), "UTC")
+    assert Window(0, 24).contains(dt.datetime(2026, 1, 1, 23, 59, tzinfo=dt.UTC), "UTC")
     with pytest.raises(ValueError, match="aware"):
-        within_window(dt.datetime(2026, 1, 1, 12), "UTC", 8, 18)
+        Window(8, 18).contains(dt.datetime(2026, 1, 1, 12), "UTC")
+
+
+class ZonedSource(FakeSource):
+    """A source that, like a Google Sheet, says its own zone before it is read."""
+
+    def spreadsheet_timezone(self) -> str | None:
+        return self.timezone
 
 
 def test_today_defaults_to_the_date_in_the_spreadsheets_timezone(settings: Settings) -> None:
     # 23:30 UTC on the 23rd is already the 24th in Auckland: INV-7 turns 8 days overdue.
-    harness = Harness(settings, FakeSource(rows(), timezone="Pacific/Auckland"))
+    harness = Harness(settings, ZonedSource(rows(), timezone="Pacific/Auckland"))
     harness.now = dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.UTC)
 
     report = harness.run(today=None)
 
     assert report.today == TODAY
+    assert (report.timezone, report.timezone_from) == ("Pacific/Auckland", "spreadsheet")
     assert by_id(report)["INV-7"]["days_overdue"] == 8
+
+
+def test_timezone_overrides_the_sheets_own_zone_and_a_plain_file_uses_the_machines(
+    make_settings: Callable[..., Settings],
+) -> None:
+    now = dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.UTC)  # the 24th in Auckland
+    pinned = Harness(
+        make_settings(TIMEZONE="UTC"), ZonedSource(rows(), timezone="Pacific/Auckland")
+    )
+    pinned.now = now
+    report = pinned.run(today=None)
+    assert (report.today, report.timezone_from) == (TODAY - dt.timedelta(days=1), "TIMEZONE")
+
+    local = Harness(make_settings(TZ="Asia/Tokyo"), FakeSource(rows()))  # no zone of its own
+    local.now = now
+    report = local.run(today=None)
+    assert (report.today, report.timezone, report.timezone_from) == (TODAY, "Asia/Tokyo", "machine")
+
+
+def test_outside_the_window_the_run_warns_in_the_log(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = Harness(make_settings(WINDOW_START="8", WINDOW_END="18"), FakeSource(rows()))
+    harness.now = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
+    source = ZonedSource(rows(), timezone="America/Los_Angeles")  # 19:00 the day before there
+    harness.source = source
+
+    assert harness.run().status is RunStatus.OUTSIDE_WINDOW
+    assert source.reads == 0
+    warning = next(r for r in caplog.records if r.message == "run skipped: outside the window")
+    assert warning.levelname == "WARNING"
+    assert warning.timezone == "America/Los_Angeles"  # type: ignore[attr-defined]
+
+
+def test_the_log_tab_gets_one_line_per_draft_once_per_run(harness: Harness) -> None:
+    appended: list[list[list[object]]] = []
+    report = harness.run(draft_log=lambda lines: appended.append([list(x) for x in lines]))
+
+    assert report.drafted == 2
+    assert len(appended) == 1
+    assert [line[1:] for line in appended[0]] == [
+        ["INV-7", 7, "ann@client.example.com"],
+        ["INV-28", 28, "ann@client.example.com"],
+    ]
+    assert appended[0][0][0] == "2026-11-24T12:00:00+00:00"
+    harness.run(draft_log=lambda lines: appended.append(list(lines)))  # nothing new: no call
+    assert len(appended) == 1
 
 
 def test_progress_reports_the_total_first_then_each_draft(harness: Harness) -> None:
@@ -219,7 +287,7 @@ def test_the_notifier_hears_of_this_runs_drafts_once(harness: Harness) -> None:
 @responses.activate
 def test_slack_gets_one_message_listing_only_late_and_large_drafts(harness: Harness) -> None:
     responses.post(HOOK, body="ok")
-    harness.notifier = SlackNotifier(HOOK, min_amount=Decimal("1000"))  # type: ignore[assignment]
+    harness.notifier = SlackNotifier(HOOK, min_amount={"USD": Decimal("1000")})  # type: ignore[assignment]
 
     report = harness.run()
 
@@ -235,9 +303,29 @@ def test_slack_gets_one_message_listing_only_late_and_large_drafts(harness: Harn
 @responses.activate
 def test_slack_being_down_does_not_fail_the_run(harness: Harness) -> None:
     responses.post(HOOK, status=500)
-    harness.notifier = SlackNotifier(HOOK, min_amount=Decimal("0"))  # type: ignore[assignment]
+    harness.notifier = SlackNotifier(HOOK, min_amount={})  # type: ignore[assignment]
 
     report = harness.run()
 
     assert report.drafted == 2
     assert report.alerted is False
+
+
+def test_a_slow_run_is_kept_alive_by_its_heartbeat_past_the_lease(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    upgrade(url)
+    now = [NOON_UTC]
+    runs = SqlRuns(url, lease_seconds=60, clock=lambda: now[0])
+    run = runs.create_run("fake-sheet", now=now[0])
+    seen: list[RunState] = []
+
+    def execute(progress: Callable[[int, int], None]) -> RunReport:
+        now[0] += dt.timedelta(minutes=5)  # a long Gmail back-off: five leases, no progress
+        time.sleep(0.2)  # heartbeats every 10 ms touch the run at the new "now"
+        seen.append(runs.get_run(run.id).state)  # type: ignore[union-attr]
+        return RunReport(RunStatus.DONE, True, today=TODAY)
+
+    record_run(runs, run.id, execute, clock=lambda: now[0], heartbeat_s=0.01)
+
+    assert seen == [RunState.RUNNING]
+    assert runs.get_run(run.id).state is RunState.DONE  # type: ignore[union-attr]

@@ -1,18 +1,34 @@
 'use strict';
 /**
- * Faithful-enough fakes of the Apps Script services the add-on uses, for
- * loading the add-on's .js files into a node:vm context. They behave like the
- * real ones where the add-on could get it wrong: a grid of cells that holds
- * real Date objects, range dimensions checked on write, a spreadsheet
- * timezone, Java-style date patterns formatted with Intl, authorisation
- * refused in AuthMode.NONE, one time-driven trigger per add-on per document,
- * and a UrlFetchApp that makes real, synchronous HTTP requests.
+ * Fakes of the Apps Script services the add-on uses, written from Google's
+ * reference, for loading the add-on's .js files into a node:vm context. They
+ * behave like the real ones where the add-on could get it wrong:
+ *
+ * - a grid of cells holding real Date objects and plain numbers, each with its
+ *   number format (getNumberFormats gives "0.###############" for a cell never
+ *   formatted, as Sheets does), formulas, links; range shapes checked on write;
+ * - what a person does while a script waits on the network: sort the rows,
+ *   delete one (duringFetch);
+ * - the document a script is bound to, shared by every user and execution:
+ *   document properties, installable triggers (each owned by the user who made
+ *   it: getProjectTriggers lists only the caller's own), and the document lock,
+ *   whose tryLock/waitLock block for up to their timeout — across threads, so
+ *   two clicks at once really wait for each other (see executions.js);
+ * - several users, each with their own user properties, OAuth token and granted
+ *   scopes (ScriptApp.requireScopes stops the execution when one is missing);
+ * - a spreadsheet timezone and Java-style date patterns formatted with Intl;
+ * - authorisation refused in AuthMode.NONE;
+ * - a UrlFetchApp that makes real, synchronous HTTP requests, enforces the
+ *   manifest's urlFetchWhitelist and reaches test servers through `network`
+ *   (the tests' stand-in for DNS and TLS: https://api.invoice-collector.test
+ *   → http://127.0.0.1:PORT), so the add-on only ever sees https addresses.
  */
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const vm = require('node:vm');
 const { execFileSync } = require('node:child_process');
+
 
 const ADDON_DIR = path.resolve(__dirname, '..', '..');
 const FETCH_HELPER = path.join(__dirname, 'sync_fetch.js');
@@ -110,6 +126,9 @@ function parseDate(text, timeZone, pattern) {
 
 const isDate = (v) => Object.prototype.toString.call(v) === '[object Date]';
 const copyValue = (v) => (isDate(v) ? new Date(v.getTime()) : v);
+/** What Range.getNumberFormats() returns for a cell that was never formatted. */
+const GENERAL_FORMAT = '0.###############';
+const emptyCell = () => ({ value: '', formula: '', links: [], format: '' });
 
 class FakeRichTextValue {
   constructor(text, links) { this._text = text; this._links = links || []; }
@@ -135,6 +154,8 @@ class FakeRichTextValueBuilder {
   build() { return new FakeRichTextValue(this._text, this._links.slice()); }
 }
 
+let sheetIds = 0;
+
 class FakeSheet {
   /**
    * @param {FakeSpreadsheet} parent
@@ -144,6 +165,7 @@ class FakeSheet {
   constructor(parent, name, rows) {
     this._parent = parent;
     this._name = name;
+    this._id = ++sheetIds;
     this.maxRows = Math.max(1000, rows.length);
     this.maxColumns = Math.max(26, ...rows.map((r) => r.length));
     this.cells = new Map(); // "r,c" -> {value, formula, links, format}
@@ -151,26 +173,66 @@ class FakeSheet {
   }
   _cell(r, c) {
     const key = r + ',' + c;
-    if (!this.cells.has(key)) this.cells.set(key, { value: '', formula: '', links: [], format: '' });
+    if (!this.cells.has(key)) this.cells.set(key, emptyCell());
     return this.cells.get(key);
   }
-  _peek(r, c) { return this.cells.get(r + ',' + c) || { value: '', formula: '', links: [], format: '' }; }
+  _peek(r, c) { return this.cells.get(r + ',' + c) || emptyCell(); }
   getName() { return this._name; }
+  getSheetId() { return this._id; }
+  setName(name) { this._name = name; return this; }
   activate() { this._parent.active = this; return this; }
   getParent() { return this._parent; }
   getMaxRows() { return this.maxRows; }
   getMaxColumns() { return this.maxColumns; }
+  getFrozenRows() { return 1; }
   getLastRow() { let last = 0; for (const [k, c] of this.cells) if (c.value !== '' || c.formula) last = Math.max(last, Number(k.split(',')[0])); return last; }
   getLastColumn() { let last = 0; for (const [k, c] of this.cells) if (c.value !== '' || c.formula) last = Math.max(last, Number(k.split(',')[1])); return last; }
-  insertColumnsAfter(after, howMany) {
+  _move(fn) {
     const moved = new Map();
     for (const [k, c] of this.cells) {
       const [r, col] = k.split(',').map(Number);
-      moved.set(r + ',' + (col > after ? col + howMany : col), c);
+      const to = fn(r, col);
+      if (to) moved.set(to[0] + ',' + to[1], c);
     }
     this.cells = moved;
+  }
+  insertColumnsAfter(after, howMany) {
+    this._move((r, col) => [r, col > after ? col + howMany : col]);
     this.maxColumns += howMany;
     this._parent.log.push({ op: 'insertColumnsAfter', after, howMany });
+    return this;
+  }
+  /** Sheet.deleteRow: the rows below move up by one. */
+  deleteRow(position) {
+    this._move((r, col) => (r === position ? null : [r > position ? r - 1 : r, col]));
+    this.maxRows -= 1;
+    this._parent.log.push({ op: 'deleteRow', row: position });
+    return this;
+  }
+  /** Sheet.insertRowBefore: the rows from there move down by one. */
+  insertRowBefore(position) {
+    this._move((r, col) => [r >= position ? r + 1 : r, col]);
+    this.maxRows += 1;
+    this._parent.log.push({ op: 'insertRowBefore', row: position });
+    return this;
+  }
+  /**
+   * Sheet.sort with the header row frozen, as Data › Sort sheet does: whole
+   * rows move, with their formats, formulas and links.
+   */
+  sort(columnPosition, ascending) {
+    const lastRow = this.getLastRow();
+    const rows = [];
+    for (let r = 2; r <= lastRow; r++) rows.push(r);
+    const key = (r) => { const v = this._peek(r, columnPosition).value; return isDate(v) ? v.getTime() : v; };
+    const sorted = rows.slice().sort((a, b) => {
+      const x = key(a); const y = key(b);
+      const cmp = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return (ascending === false ? -cmp : cmp) || a - b;
+    });
+    const target = new Map(sorted.map((from, i) => [from, i + 2]));
+    this._move((r, col) => [target.get(r) || r, col]);
+    this._parent.log.push({ op: 'sort', column: columnPosition, ascending: ascending !== false });
     return this;
   }
   getRange(row, column, numRows, numColumns) {
@@ -186,7 +248,7 @@ class FakeSheet {
   }
   /** Test helper: the value of one cell. */
   value(r, c) { return this._peek(r, c).value; }
-  /** Test helper: the whole used grid as values. */
+  /** Test helper: the whole used grid. */
   snapshot() {
     const out = [];
     const lastRow = this.getLastRow();
@@ -200,6 +262,11 @@ class FakeSheet {
       out.push(line);
     }
     return out;
+  }
+  /** Test helper: the row (1-based) holding a value in a column, or 0. */
+  rowOf(column, value) {
+    for (let r = 1; r <= this.getLastRow(); r++) if (this._peek(r, column).value === value) return r;
+    return 0;
   }
 }
 
@@ -234,12 +301,15 @@ class FakeRange {
       line.forEach((v) => {
         if (what === 'values' && v !== null && typeof v === 'object' && !isDate(v)) throw new Error('Exception: ' + what + ' must be primitives or Dates, got ' + v);
         if (what === 'rich' && !(v instanceof FakeRichTextValue)) throw new Error('Exception: The parameters (number[]) don\'t match the method signature for SpreadsheetApp.Range.setRichTextValues.');
+        if (what === 'formats' && typeof v !== 'string') throw new Error('Exception: The parameters (number[][]) don\'t match the method signature for SpreadsheetApp.Range.setNumberFormats.');
       });
     });
   }
   getValue() { return this.getValues()[0][0]; }
   getValues() { this._log('getValues'); return this._map((c) => copyValue(c.value)); }
   getFormulas() { this._log('getFormulas'); return this._map((c) => c.formula); }
+  getNumberFormat() { return this.getNumberFormats()[0][0]; }
+  getNumberFormats() { this._log('getNumberFormats'); return this._map((c) => c.format || GENERAL_FORMAT); }
   getRichTextValues() {
     this._log('getRichTextValues');
     return this._map((c) => (typeof c.value === 'string' && !c.formula ? new FakeRichTextValue(c.value, c.links.slice()) : null));
@@ -261,6 +331,12 @@ class FakeRange {
     return this;
   }
   setValue(v) { return this.setValues([[v]]); }
+  /** A formula cell, as a person types it (the test's way to make one). */
+  setFormula(formula) {
+    const cell = this.sheet._cell(this.row, this.column);
+    Object.assign(cell, { formula, value: '#FORMULA ' + formula, links: [] });
+    return this;
+  }
   setRichTextValues(values) {
     this._checkShape(values, 'rich');
     this._log('setRichTextValues');
@@ -275,6 +351,12 @@ class FakeRange {
     for (let i = 0; i < this.numRows; i++) for (let j = 0; j < this.numColumns; j++) this.sheet._cell(this.row + i, this.column + j).format = format;
     return this;
   }
+  setNumberFormats(formats) {
+    this._checkShape(formats, 'formats');
+    this._log('setNumberFormats');
+    formats.forEach((line, i) => line.forEach((f, j) => { this.sheet._cell(this.row + i, this.column + j).format = f; }));
+    return this;
+  }
 }
 
 class FakeSpreadsheet {
@@ -286,9 +368,10 @@ class FakeSpreadsheet {
     this.name = spec.name || 'Invoices';
     this.timeZone = spec.timeZone;
     this.log = [];
-    this.toasts = [];
     this.sheets = Object.keys(spec.sheets).map((n) => new FakeSheet(this, n, spec.sheets[n]));
     this.active = this.sheets[0];
+    /** The script bound to this spreadsheet: what its users and executions share. */
+    this.project = new FakeProject(this.id);
   }
   getId() { return this.id; }
   getName() { return this.name; }
@@ -297,9 +380,53 @@ class FakeSpreadsheet {
   getSheets() { return this.sheets.slice(); }
   getSheetByName(name) { return this.sheets.find((s) => s.getName() === name) || null; }
   getActiveSheet() { return this.active; }
-  toast(msg, title) { this.toasts.push({ msg, title }); }
+  insertSheet(name) { const s = new FakeSheet(this, name, []); this.sheets.push(s); return s; }
   /** Test helper: write operations logged so far. */
   writes() { return this.log.filter((e) => /^(set|insert)/.test(e.op)); }
+}
+
+// -------------------------------------------------- the bound script ------
+
+/**
+ * What every user and execution of the script bound to one document shares:
+ * its document properties, its installable triggers and its document lock.
+ * Only plain data crosses its methods, so executions in other threads reach
+ * it through executions.js.
+ */
+class FakeProject {
+  constructor(documentId) {
+    this.documentId = documentId;
+    this.documentProperties = new Map();
+    this.triggers = []; // {id, owner, handler, type, everyDays, atHour, timezone}
+    this.seq = 0;
+    this.lockCell = new Int32Array(new SharedArrayBuffer(4)); // 0 = free, else the holder's execution id
+    this.events = [];
+  }
+  docGet(k) { return this.documentProperties.has(k) ? this.documentProperties.get(k) : null; }
+  docSet(k, v) { this.documentProperties.set(k, String(v)); }
+  docDelete(k) { this.documentProperties.delete(k); }
+  docAll() { return Object.fromEntries(this.documentProperties); }
+  /** ScriptApp.getProjectTriggers: the caller's own triggers only. */
+  triggersOf(owner) { return this.triggers.filter((t) => t.owner === owner).map((t) => Object.assign({}, t)); }
+  addTrigger(spec) {
+    // Add-ons: at most one time-driven trigger per user per document, and
+    // none more often than hourly.
+    if (this.triggers.some((t) => t.owner === spec.owner && t.type === 'CLOCK')) {
+      throw new Error('Exception: This add-on has created too many time-based triggers in this document for this Google user account.');
+    }
+    if (spec.everyMinutes) throw new Error('Exception: Add-ons may not run time-based triggers more often than hourly.');
+    const id = String(100000 + ++this.seq);
+    this.triggers.push(Object.assign({}, spec, { id, type: 'CLOCK' }));
+    return id;
+  }
+  deleteTrigger(owner, id) {
+    const t = this.triggers.find((x) => x.id === id);
+    // A user can delete only the triggers they own.
+    if (!t || t.owner !== owner) return false;
+    this.triggers = this.triggers.filter((x) => x !== t);
+    return true;
+  }
+  note(event) { this.events.push(event); }
 }
 
 // ----------------------------------------------------------- html service --
@@ -355,35 +482,65 @@ class FakeHttpResponse {
   getAllHeaders() { return Object.assign({}, this._r.headers); }
 }
 
+/** The scopes the manifest declares: what a user who clicked "Allow" has granted. */
+function manifestScopes() {
+  return JSON.parse(fs.readFileSync(path.join(ADDON_DIR, 'appsscript.json'), 'utf8')).oauthScopes;
+}
+
+/**
+ * A user of the add-on. Each has their own OAuth token and granted scopes.
+ * @param {string|{email: string, token?: string, scopes?: string[]}} spec
+ */
+function fakeUser(spec) {
+  const u = typeof spec === 'string' ? { email: spec } : Object.assign({}, spec);
+  u.token = u.token || 'ya29.token-of-' + u.email.split('@')[0];
+  u.scopes = u.scopes || manifestScopes();
+  u.key = crypto.createHash('sha256').update('temporary-key:' + u.email).digest('base64url').slice(0, 22);
+  return u;
+}
+
 // -------------------------------------------------------------- the env ----
 
 /**
- * Builds a vm context holding the fakes and the add-on's server files.
+ * Builds a vm context holding the fakes and the add-on's server files: one
+ * user's view of the add-on in one document.
  * @param {Object} options
  * @param {FakeSpreadsheet} options.spreadsheet
- * @param {Date|string} [options.now]          The fixed "now" of the context's clock.
- * @param {string} [options.authMode]          NONE | LIMITED | FULL (default FULL).
+ * @param {FakeProject} [options.project]       Default: the spreadsheet's own.
+ * @param {Int32Array} [options.lockCell]       Default: the project's.
+ * @param {string|Object} [options.user]        Default: owner@example.com with every manifest scope.
+ * @param {Date|string} [options.now]           The fixed "now" of the context's clock.
+ * @param {string} [options.authMode]           NONE | LIMITED | FULL (default FULL).
  * @param {Object<string,string>} [options.userProperties]
  * @param {string[]} [options.urlFetchWhitelist]  Enforced like the manifest's.
+ * @param {Object<string,string>} [options.network]  https origin → the http origin that answers for it.
+ * @param {(request: {url: string, method: string, headers: Object}) => void} [options.duringFetch]
+ *   Runs after the server answered and before fetch returns: what people do while the script waits.
  */
 function createAddonEnv(options) {
   const ss = options.spreadsheet;
+  const project = options.project || ss.project;
+  const lockCell = options.lockCell || project.lockCell;
+  const user = fakeUser(options.user || 'owner@example.com');
   const env = {
     spreadsheet: ss,
+    project,
+    user,
     authMode: options.authMode || 'FULL',
     fetches: [],
-    triggers: [],
     ui: { menus: [], sidebars: [], dialogs: [], alerts: [] },
     logs: [],
-    stores: { user: new Map(Object.entries(options.userProperties || {})), document: new Map(), script: new Map() },
-    locked: false,
+    authPrompts: [],
+    lockWaits: [],
+    stores: { user: new Map(Object.entries(options.userProperties || {})) },
+    execution: { id: newExecutionId() },
   };
   const denied = (what) => {
     if (env.authMode === 'NONE') throw new Error('Exception: You do not have permission to call ' + what + '. Required permissions are not granted in AuthMode.NONE.');
   };
 
-  const properties = (kind) => {
-    const store = env.stores[kind];
+  const userProperties = () => {
+    const store = env.stores.user;
     const api = {
       getProperty: (k) => (store.has(k) ? store.get(k) : null),
       setProperty: (k, v) => { store.set(k, String(v)); return api; },
@@ -391,6 +548,17 @@ function createAddonEnv(options) {
       getProperties: () => Object.fromEntries(store),
       getKeys: () => [...store.keys()],
       setProperties: (o) => { Object.entries(o).forEach(([k, v]) => store.set(k, String(v))); return api; },
+    };
+    return api;
+  };
+  const documentProperties = () => {
+    const api = {
+      getProperty: (k) => project.docGet(k),
+      setProperty: (k, v) => { project.docSet(k, String(v)); return api; },
+      deleteProperty: (k) => { project.docDelete(k); return api; },
+      getProperties: () => project.docAll(),
+      getKeys: () => Object.keys(project.docAll()),
+      setProperties: (o) => { Object.entries(o).forEach(([k, v]) => project.docSet(k, String(v))); return api; },
     };
     return api;
   };
@@ -406,8 +574,50 @@ function createAddonEnv(options) {
     return b;
   };
 
+  /** The document lock: one holder at a time across every execution and thread. */
+  const documentLock = () => {
+    const me = () => env.execution.id;
+    const lock = {
+      tryLock: (timeoutInMillis) => {
+        const started = Date.now();
+        const deadline = started + Math.max(0, Number(timeoutInMillis) || 0);
+        for (;;) {
+          const holder = Atomics.compareExchange(lockCell, 0, 0, me());
+          if (holder === 0 || holder === me()) {
+            if (Date.now() > started) env.lockWaits.push(Date.now() - started);
+            return true;
+          }
+          const left = deadline - Date.now();
+          if (left <= 0) return false;
+          Atomics.wait(lockCell, 0, holder, Math.min(left, 50));
+        }
+      },
+      waitLock: (timeoutInMillis) => {
+        if (!lock.tryLock(timeoutInMillis)) throw new Error('Exception: Lock timeout: another process was holding the lock for too long.');
+      },
+      releaseLock: () => {
+        if (Atomics.compareExchange(lockCell, 0, me(), 0) === me()) Atomics.notify(lockCell, 0);
+      },
+      hasLock: () => Atomics.load(lockCell, 0) === me(),
+    };
+    return lock;
+  };
+
+  const triggerApi = (t) => ({
+    getHandlerFunction: () => t.handler, getEventType: () => 'CLOCK', getUniqueId: () => t.id,
+    getTriggerSource: () => 'CLOCK', getTriggerSourceId: () => project.documentId,
+  });
+
   const AuthMode = { NONE: 'NONE', LIMITED: 'LIMITED', FULL: 'FULL', CUSTOM_FUNCTION: 'CUSTOM_FUNCTION' };
-  let triggerSeq = 0;
+  const requireScopes = (scopes) => {
+    const missing = scopes.filter((s) => !user.scopes.includes(s));
+    if (missing.length) {
+      // Apps Script ends the execution here and shows the user Google's consent
+      // screen for the missing scopes.
+      env.authPrompts.push(Array.from(missing));
+      throw new Error('Exception: Authorization is required to perform that action.');
+    }
+  };
 
   const sandbox = {
     console: { log: (...a) => env.logs.push(a.join(' ')), warn: (...a) => env.logs.push(a.join(' ')), error: (...a) => env.logs.push(a.join(' ')), info: (...a) => env.logs.push(a.join(' ')) },
@@ -428,9 +638,8 @@ function createAddonEnv(options) {
       newRichTextValue: () => new FakeRichTextValueBuilder(),
     },
     PropertiesService: {
-      getUserProperties: () => { denied('PropertiesService.getUserProperties'); return properties('user'); },
-      getDocumentProperties: () => { denied('PropertiesService.getDocumentProperties'); return properties('document'); },
-      getScriptProperties: () => { denied('PropertiesService.getScriptProperties'); return properties('script'); },
+      getUserProperties: () => { denied('PropertiesService.getUserProperties'); return userProperties(); },
+      getDocumentProperties: () => { denied('PropertiesService.getDocumentProperties'); return documentProperties(); },
     },
     HtmlService: {
       createHtmlOutputFromFile: (name) => new FakeHtmlOutput(htmlFile(name)),
@@ -453,14 +662,17 @@ function createAddonEnv(options) {
     },
     ScriptApp: {
       AuthMode,
+      AuthorizationStatus: { REQUIRED: 'REQUIRED', NOT_REQUIRED: 'NOT_REQUIRED' },
       EventType: { CLOCK: 'CLOCK', ON_OPEN: 'ON_OPEN' },
-      getOAuthToken: () => { denied('ScriptApp.getOAuthToken'); return 'ya29.fake-user-token'; },
-      getUserTriggers: (doc) => { denied('ScriptApp.getUserTriggers'); return env.triggers.filter((t) => t.doc === doc.getId()).map((t) => t.api); },
-      getProjectTriggers: () => { denied('ScriptApp.getProjectTriggers'); return env.triggers.map((t) => t.api); },
-      deleteTrigger: (api) => { env.triggers = env.triggers.filter((t) => t.api !== api); },
+      getOAuthToken: () => { denied('ScriptApp.getOAuthToken'); return user.token; },
+      requireScopes: (authMode, scopes) => { denied('ScriptApp.requireScopes'); requireScopes(scopes); },
+      requireAllScopes: () => { denied('ScriptApp.requireAllScopes'); requireScopes(manifestScopes()); },
+      getProjectTriggers: () => { denied('ScriptApp.getProjectTriggers'); return project.triggersOf(user.email).map(triggerApi); },
+      getUserTriggers: () => { denied('ScriptApp.getUserTriggers'); return project.triggersOf(user.email).map(triggerApi); },
+      deleteTrigger: (api) => { denied('ScriptApp.deleteTrigger'); project.deleteTrigger(user.email, api.getUniqueId()); },
       newTrigger: (handler) => {
         denied('ScriptApp.newTrigger');
-        const spec = { handler, doc: ss.getId() };
+        const spec = { handler, owner: user.email };
         const clock = {
           everyDays: (n) => { spec.everyDays = n; return clock; },
           everyHours: (n) => { spec.everyHours = n; return clock; },
@@ -468,22 +680,15 @@ function createAddonEnv(options) {
           atHour: (h) => { spec.atHour = h; return clock; },
           nearMinute: (m) => { spec.nearMinute = m; return clock; },
           inTimezone: (tz) => { spec.timezone = tz; return clock; },
-          create: () => {
-            // Add-ons: at most one trigger of each type per user per document,
-            // and time-driven ones no more often than hourly.
-            if (env.triggers.some((t) => t.doc === spec.doc && t.type === 'CLOCK')) {
-              throw new Error('Exception: This add-on has created too many time-based triggers in this document for this Google user account.');
-            }
-            if (spec.everyMinutes) throw new Error('Exception: Add-ons may not run time-based triggers more often than hourly.');
-            spec.type = 'CLOCK';
-            const id = String(++triggerSeq);
-            spec.api = { getHandlerFunction: () => handler, getEventType: () => 'CLOCK', getUniqueId: () => id, getTriggerSource: () => 'CLOCK' };
-            env.triggers.push(spec);
-            return spec.api;
-          },
+          create: () => { const id = project.addTrigger(spec); return triggerApi(Object.assign({ id }, spec)); },
         };
         return { timeBased: () => clock };
       },
+    },
+    Session: {
+      getScriptTimeZone: () => JSON.parse(fs.readFileSync(path.join(ADDON_DIR, 'appsscript.json'), 'utf8')).timeZone,
+      // Unique to the user, revealing nothing about them; needs no scope.
+      getTemporaryActiveUserKey: () => user.key,
     },
     Utilities: {
       formatDate,
@@ -491,22 +696,10 @@ function createAddonEnv(options) {
       DigestAlgorithm: { SHA_256: 'sha256', SHA_1: 'sha1', MD5: 'md5' },
       Charset: { UTF_8: 'utf8', US_ASCII: 'ascii' },
       computeDigest: (alg, value, charset) => [...crypto.createHash(alg).update(String(value), charset || 'utf8').digest()].map((b) => (b > 127 ? b - 256 : b)),
-      sleep: () => {},
-    },
-    Session: {
-      getScriptTimeZone: () => JSON.parse(fs.readFileSync(path.join(ADDON_DIR, 'appsscript.json'), 'utf8')).timeZone,
+      sleep: (ms) => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); },
     },
     LockService: {
-      getDocumentLock: () => {
-        denied('LockService.getDocumentLock');
-        let held = false;
-        return {
-          tryLock: () => { if (env.locked) return false; held = env.locked = true; return true; },
-          waitLock: () => { if (env.locked) throw new Error('Exception: Lock timeout'); held = env.locked = true; },
-          releaseLock: () => { if (held) { env.locked = false; held = false; } },
-          hasLock: () => held,
-        };
-      },
+      getDocumentLock: () => { denied('LockService.getDocumentLock'); return documentLock(); },
     },
     UrlFetchApp: {
       fetch: (url, params) => {
@@ -519,17 +712,21 @@ function createAddonEnv(options) {
         const headers = Object.assign({}, p.headers || {});
         if (p.contentType) headers['Content-Type'] = p.contentType;
         const body = p.payload === undefined ? undefined : String(p.payload);
+        const origin = Object.keys(options.network || {}).find((o) => String(url).startsWith(o + '/') || String(url) === o);
+        const wire = origin ? options.network[origin] + String(url).slice(origin.length) : String(url);
         const started = Date.now();
         let out;
         try {
           out = JSON.parse(execFileSync(process.execPath, [FETCH_HELPER], {
-            input: JSON.stringify({ url, method, headers, body }), timeout: 60000, maxBuffer: 64 * 1024 * 1024,
+            input: JSON.stringify({ url: wire, method, headers, body }), timeout: 90000, maxBuffer: 64 * 1024 * 1024,
           }).toString('utf8'));
         } catch (err) {
           throw new Error('Exception: Request failed for ' + url + ': ' + err.message);
         }
-        env.fetches.push({ url, method, headers, body: body && headers['Content-Type'] === 'application/json' ? JSON.parse(body) : body, status: out.status, ms: Date.now() - started, error: out.error });
+        const request = { url: String(url), method, headers, body: body && headers['Content-Type'] === 'application/json' ? JSON.parse(body) : body, status: out.status, ms: Date.now() - started, error: out.error };
+        env.fetches.push(request);
         if (out.error) throw new Error('Exception: Address unavailable: ' + url);
+        if (options.duringFetch) options.duringFetch(request, out);
         if (!p.muteHttpExceptions && out.status >= 400) {
           throw new Error('Exception: Request failed for ' + url + ' returned code ' + out.status + '. Truncated server response: ' + out.body.slice(0, 200));
         }
@@ -547,13 +744,27 @@ function createAddonEnv(options) {
   for (const file of addonFiles()) {
     vm.runInContext(fs.readFileSync(path.join(ADDON_DIR, file), 'utf8'), context, { filename: file });
   }
-  /** Calls a top-level function like google.script.run does: arguments and result go through JSON. */
+  /**
+   * One execution of a top-level function, as google.script.run or a trigger
+   * makes it: arguments and result go through JSON, and a lock the execution
+   * still holds is released when it ends.
+   */
   const call = (name, ...args) => {
     if (typeof context[name] !== 'function') throw new Error('No server function ' + name);
-    const result = context[name](...JSON.parse(JSON.stringify(args)));
-    return result === undefined ? undefined : JSON.parse(JSON.stringify(result));
+    env.execution = { id: newExecutionId() };
+    try {
+      const result = context[name](...JSON.parse(JSON.stringify(args)));
+      return result === undefined ? undefined : JSON.parse(JSON.stringify(result));
+    } finally {
+      if (Atomics.compareExchange(lockCell, 0, env.execution.id, 0) === env.execution.id) Atomics.notify(lockCell, 0);
+    }
   };
   return { env, context, call, spreadsheet: ss };
+}
+
+/** A non-zero 31-bit id for one execution (the lock cell holds its holder's). */
+function newExecutionId() {
+  return crypto.randomInt(1, 0x7fffffff);
 }
 
 /** The add-on's server files: the ones the type-check covers. */
@@ -562,6 +773,6 @@ function addonFiles() {
 }
 
 module.exports = {
-  ADDON_DIR, FakeSpreadsheet, FakeSheet, FakeRichTextValue, createAddonEnv, formatDate, parseDate,
-  instantFromZoned, compileTemplate, htmlFile,
+  ADDON_DIR, FakeSpreadsheet, FakeSheet, FakeRange, FakeProject, FakeRichTextValue, createAddonEnv, formatDate, parseDate,
+  instantFromZoned, compileTemplate, htmlFile, manifestScopes, GENERAL_FORMAT,
 };
