@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
@@ -29,9 +29,11 @@ from service.ports import (
 from service.rendering import TemplateSet
 from service.usecases.drafts import DraftOutcome, DraftSettings
 from service.usecases.plan import PlanSettings
-from service.usecases.run import RunSettings, Window
+from service.usecases.run import DraftLog, Progress, RunReport, RunSettings, Window, run_sheet
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from service.adapters.runs_sql import SqlDraftReview
 
 
@@ -53,9 +55,9 @@ class Services:
     settings: Settings
     templates: TemplateSet
     clock: Clock = utc_now
-    ledger_override: Ledger | None = None
     sink_override: DraftSink | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _engine: Engine | None = field(default=None, init=False, repr=False)
 
     @property
     def plan_settings(self) -> PlanSettings:
@@ -86,49 +88,39 @@ class Services:
             wait_for_unsent=s.unsent_policy == "wait",
         )
 
-    @cached_property
-    def _engine(self):  # type: ignore[no-untyped-def]
-        # Made on first use, so each gunicorn worker opens its own connections after the fork.
-        from service.adapters.ledger_sql import make_engine
-        from service.adapters.migrate import upgrade
+    def _database(self) -> Engine:
+        """The ledger's database, migrated. Made on first use, so each gunicorn worker opens its
+        own connections after the fork; under the lock, as two threads must not both migrate."""
+        with self._lock:
+            if self._engine is None:
+                from service.adapters.ledger_sql import make_engine
+                from service.adapters.migrate import upgrade
 
-        engine = make_engine(self.settings.effective_database_url)
-        upgrade(engine)
-        return engine
+                self._engine = make_engine(self.settings.effective_database_url)
+                upgrade(self._engine)
+            return self._engine
 
     @cached_property
     def ledger(self) -> Ledger:
         """The exactly-once ledger (SQLite by default, PostgreSQL via DATABASE_URL)."""
-        if self.ledger_override is not None:
-            return self.ledger_override
         from service.adapters.ledger_sql import SqlLedger
 
-        with self._lock:
-            return SqlLedger(self._engine)
+        return SqlLedger(self._database())
 
     @cached_property
     def runs(self) -> RunStore:
         """Headless runs, in the ledger's database so any instance can answer."""
         from service.adapters.runs_sql import SqlRuns
 
-        with self._lock:
-            return SqlRuns(
-                self._engine, lease_seconds=self.settings.run_lease_seconds, clock=self.clock
-            )
+        lease = self.settings.run_lease_seconds
+        return SqlRuns(self._database(), lease_seconds=lease, clock=self.clock)
 
     @cached_property
     def draft_review(self) -> SqlDraftReview:
         """The ledger's drafts read back for `invoice-collector drafts`."""
         from service.adapters.runs_sql import SqlDraftReview
 
-        with self._lock:
-            return SqlDraftReview(self._engine)
-
-    @cached_property
-    def sends_log(self) -> SendsLog | None:
-        """logs/sends.csv, one line per created draft (None when SENDS_LOG=off)."""
-        path = self.settings.sends_log
-        return SendsLog(path) if path is not None else None
+        return SqlDraftReview(self._database())
 
     def sink_for(self, access_token: str | None) -> DraftSink:
         """The draft sink for one request: the caller's Gmail, or the Maildir."""
@@ -147,13 +139,12 @@ class Services:
             credentials = server_credentials("gmail", token_path=s.google_token_file)
             if credentials is None:
                 raise GmailTokenMissing()
-        with self._lock:  # the mailbox's pace is kept in the ledger's database, for every process
-            pacer = SqlPacer(self._engine, s.gmail_drafts_per_second * CREATE_UNITS)
         return GmailSink(
             credentials,  # type: ignore[arg-type]
             endpoint=s.gmail_api_endpoint,
             mailbox=s.gmail_sender or None,
-            pacer=pacer,
+            # The mailbox's pace is kept in the ledger's database, for every process.
+            pacer=SqlPacer(self._database(), s.gmail_drafts_per_second * CREATE_UNITS),
             # Bounded well inside the ledger's reservation lease, so a slow holder finishes
             # (or gives up) before anyone may take its key over.
             policy=RetryPolicy(
@@ -162,10 +153,10 @@ class Services:
         )
 
     def after_draft(self, outcome: DraftOutcome) -> None:
-        """Side records of a created draft: the sends.csv line (metadata only)."""
-        log, invoice = self.sends_log, outcome.planned.invoice
-        if log is not None and outcome.entry is not None and invoice is not None:
-            log.append(invoice.invoice_id, outcome.entry.key.stage, list(invoice.client_emails))
+        """Side records of a created draft: the sends.csv line (metadata only), unless off."""
+        path, entry, invoice = self.settings.sends_log, outcome.entry, outcome.planned.invoice
+        if path is not None and entry is not None and invoice is not None:
+            SendsLog(path).append(invoice.invoice_id, entry.key.stage, invoice.client_emails)
 
     @property
     def run_settings(self) -> RunSettings:
@@ -231,16 +222,39 @@ class Services:
             timezone=s.timezone_override,
         )
 
-    def draft_log(
-        self, source: InvoiceSource
-    ) -> Callable[[Sequence[Sequence[object]]], None] | None:
+    def run(
+        self,
+        source: InvoiceSource,
+        on_progress: Progress | None = None,
+        *,
+        today: dt.date | None,
+        dry_run: bool,
+        force: bool,
+        sink: DraftSink | None = None,
+    ) -> RunReport:
+        """run_sheet() over ``source`` with these collaborators (the CLI's and the API's)."""
+        return run_sheet(
+            source,
+            ledger=self.ledger,
+            sink=(lambda: sink) if sink is not None else (lambda: self.sink_for(None)),
+            templates=self.templates,
+            settings=self.run_settings,
+            clock=self.clock,
+            today=today,
+            dry_run=dry_run,
+            force=force,
+            notifier=self.notifier(),
+            on_progress=on_progress,
+            on_created=self.after_draft,
+            payment_links=self.payment_links,
+            draft_log=self.draft_log(source),
+        )
+
+    def draft_log(self, source: InvoiceSource) -> DraftLog | None:
         """SHEETS_LOG_TAB's writer for a Google Sheet source (None when off or not a sheet)."""
         tab = self.settings.sheets_log_tab
-        if not tab:
-            return None
-        from service.adapters.sheets import SheetsSource
-
-        return partial(source.append_rows, tab) if isinstance(source, SheetsSource) else None
+        append = getattr(source, "append_rows", None)  # only a Google Sheet has a Log tab
+        return partial(append, tab) if tab and append is not None else None
 
     def notifier(self) -> Notifier | None:
         """The Slack alert for late, large drafts, when SLACK_WEBHOOK_URL is set."""
@@ -260,8 +274,7 @@ class Services:
         from service.adapters.runs_sql import SqlPaymentLinks
         from service.adapters.stripe_links import StripePaymentLinks
 
-        with self._lock:
-            store = SqlPaymentLinks(self._engine)  # links are kept beside the ledger
+        store = SqlPaymentLinks(self._database())  # links are kept beside the ledger
         return StripePaymentLinks(s.stripe_api_key, store, api_base=s.stripe_api_base)
 
 

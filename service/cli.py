@@ -41,7 +41,6 @@ from service.usecases.run import (
     RunReport,
     RunStatus,
     run_timezone,
-    run_wired,
 )
 
 # Exit codes of `run` and `demo`, for cron and systemd to act on.
@@ -98,7 +97,6 @@ def _echo_json(body: object) -> None:
 @click.group()
 @click.option(
     "--log-level",
-    default=None,
     help="Override LOG_LEVEL (default: LOG_LEVEL, or WARNING when stderr is a terminal).",
 )
 @click.pass_context
@@ -110,16 +108,12 @@ def main(ctx: click.Context, log_level: str | None) -> None:
         settings = None  # the command itself reports the configuration error
     fallback = settings.log_level if settings else "INFO"
     level = log_level or ("WARNING" if sys.stderr.isatty() else fallback)
+    masked = [*settings.api_keys, *settings.secrets] if settings else []
     try:
-        configure_logging(
-            level, secrets=[*settings.api_keys, *settings.secrets] if settings else []
-        )
+        # JSON log lines go to stderr so the table on stdout stays readable and pipeable.
+        configure_logging(level, masked, stream=sys.stderr)
     except ValueError as exc:
         raise CliExit(f"configuration: {exc}", EXIT_CONFIG) from exc
-    # JSON log lines go to stderr so the table on stdout stays readable and pipeable.
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.name == "invoice_collector_json":
-            handler.setStream(sys.stderr)
 
 
 @main.command("init-env")
@@ -157,7 +151,7 @@ def _print_table(rows: Iterable[dict[str, Any]]) -> None:
     for r in rows:
         days = "" if r["days_overdue"] is None else r["days_overdue"]
         click.echo(
-            f"{r['row'] or '':>4}  {r['invoice_id'][:12]:<12} {days:>4}  "
+            f"{r['row'] or '':>4}  {r['invoice_id']:<12.12} {days:>4}  "
             f"{r['stage'] or '':>5}  {r['action']:<6} {r['message']}"
         )
 
@@ -213,7 +207,6 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
 
 
 def _exit_code_for(exc: Exception) -> int | None:
-    """The exit code for an error that stopped a run before it finished, or None."""
     from service.adapters.csvfile import CsvSourceError, FileChangedError, FileInUseError
     from service.adapters.intuit_auth import QuickBooksError
     from service.adapters.sheets import SheetsError
@@ -287,9 +280,7 @@ def execute_run(
     with _stopped_as_exit("run"):
         source = services.source(kind)
         with _progress_bar(sys.stdout.isatty() and not as_json) as progress:
-            report = run_wired(
-                services, source, progress, today=today, dry_run=dry_run, force=force
-            )
+            report = services.run(source, progress, today=today, dry_run=dry_run, force=force)
 
     if report.status is RunStatus.OUTSIDE_WINDOW:
         window = services.run_settings.window
@@ -332,7 +323,6 @@ def execute_run(
     "--source",
     "kind",
     type=click.Choice(["csv", "sheets", "quickbooks"]),
-    default=None,
     help="Default: sheets when GOOGLE_SHEETS_SPREADSHEET_ID is set, else INVOICES_FILE.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -416,9 +406,8 @@ def drafts_cmd(ctx: click.Context, day: dt.datetime | None, as_json: bool) -> No
     )
     for e, at, waits in made:
         click.echo(
-            f"{e.key.invoice_id[:12]:<12} {e.key.stage:>5}  {', '.join(e.recipients)[:28]:<28} "
-            f"{(e.subject or '')[:40]:<40} {at:%Y-%m-%d %H:%M}  {said[waits]:<10} "
-            f"{e.draft_url or ''}"
+            f"{e.key.invoice_id:<12.12} {e.key.stage:>5}  {', '.join(e.recipients):<28.28} "
+            f"{e.subject or '':<40.40} {at:%Y-%m-%d %H:%M}  {said[waits]:<10} {e.draft_url or ''}"
         )
     click.echo(f"\n{len(made)} draft{'s' if len(made) != 1 else ''} made on {date}.")
     if unsent:
@@ -456,11 +445,8 @@ def report_cmd(
     buckets = [label for label, *_ in BUCKETS]
     click.echo(f"{'':<4}" + "".join(f"{h:>14}" for h in ["open", *buckets]) + "  DSO (days)")
     for a in aging:
-        amounts = [a["open"], *a["buckets"]]
-        dso = a["dso_days"] or a["dso_note"]
-        click.echo(
-            f"{a['currency']:<4}" + "".join(f"{m['formatted']:>14}" for m in amounts) + f"  {dso}"
-        )
+        amounts = "".join(f"{m['formatted']:>14}" for m in [a["open"], *a["buckets"]])
+        click.echo(f"{a['currency']:<4}{amounts}  {a['dso_days'] or a['dso_note']}")
     click.echo("\nTop overdue clients:")
     for a in aging:
         top = ", ".join(f"{c['client_name']} {c['formatted']}" for c in a["top_clients"])
@@ -533,9 +519,8 @@ def auth_cmd(ctx: click.Context, client_secrets: Path, no_browser: bool, port: i
     settings = _settings(ctx)
     if not client_secrets.is_file():
         raise CliExit(
-            f"{client_secrets} not found. In the Google Cloud console, APIs & Services → "
-            "Credentials → Create credentials → OAuth client ID → Desktop app, download the "
-            "JSON and pass it with --client-secrets.",
+            f"{client_secrets} not found. Create an OAuth client ID (Desktop app) in the Google "
+            "Cloud console's APIs & Services → Credentials, download it, pass --client-secrets.",
             EXIT_CONFIG,
         )
     from google_auth_oauthlib.flow import InstalledAppFlow
@@ -605,12 +590,10 @@ def demo_cmd(ctx: click.Context, directory: Path) -> None:
     emls = sorted((maildir / "new").glob("*.eml"))
     click.echo(
         f"\n{len(emls)} draft{'s' if len(emls) != 1 else ''} written as .eml files in "
-        f"{_shown(maildir / 'new')}\n"
-        "Open one in any mail client (double-click it, or drag it into Thunderbird or Apple "
-        "Mail),\nread it in the terminal with `less`, or browse them all with "
-        f"`mutt -f {_shown(maildir)}`.\n"
-        "The write-back (last_stage_sent, last_sent_at, reminder_status) is in "
-        f"{_shown(invoices)};\nthe sends log in {_shown(sends)}."
+        f"{_shown(maildir / 'new')}\nOpen one in any mail client (double-click it, or drag it "
+        "into Thunderbird or Apple Mail), read it with `less`, or browse them all with "
+        f"`mutt -f {_shown(maildir)}`.\nThe write-back (last_stage_sent, last_sent_at, "
+        f"reminder_status) is in {_shown(invoices)}; the sends log in {_shown(sends)}."
     )
     for eml in emls[:3]:
         click.echo(f"  {_shown(eml)}")

@@ -1,4 +1,4 @@
-"""Structured JSON logs on stdout, with secrets redacted before a line is written.
+"""Structured JSON logs, with secrets redacted before a line is written.
 
 The contract for callers: log ids and metadata (invoice_id, stage, draft_id, row, counts,
 status codes), never an email body, a rendered template or a token. As a second line of
@@ -16,14 +16,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 REDACTED = "[REDACTED]"
 OMITTED = "[omitted: email content is never logged]"
 
 # The attributes every LogRecord has; anything else on a record came in through ``extra``.
-_BLANK_RECORD = logging.LogRecord("", 0, "", 0, "", None, None)
-_RECORD_ATTRS = frozenset({*vars(_BLANK_RECORD), "message", "asctime", "taskName"})
+_RECORD_ATTRS = frozenset({*vars(logging.makeLogRecord({})), "message", "asctime", "taskName"})
 # ``extra`` keys whose values are email content: dropped whatever they hold.
 _BODY_KEYS = frozenset({"body", "html", "raw", "email_body", "html_body", "text_body", "mime"})
 _SECRET_KEY = re.compile(
@@ -108,12 +107,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Send every logger's records to stdout as redacted JSON lines; safe to call again."""
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
+def configure_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> None:
+    """Log every record to ``stream`` (default: stdout) as redacted JSON; safe to call again."""
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(secrets))
     handler.set_name("invoice_collector_json")
     root = logging.getLogger()

@@ -25,9 +25,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# ---------------------------------------------------------------------------------------------
-# Drafts
-# ---------------------------------------------------------------------------------------------
+# --- Drafts ---
 @dataclass(frozen=True)
 class DraftKey:
     """The exactly-once key: one draft per (scope, invoice, stage), ever."""
@@ -105,25 +103,18 @@ class DraftSink(Protocol):
     @property
     def mailbox(self) -> str | None:
         """The address whose Drafts this sink writes to (None: a local folder)."""
-        ...
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Create one draft. Raises SinkError (or AuthorizationError)."""
-        ...
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
         """Find a draft made earlier for ``draft.key`` (crash reconciliation), or None."""
-        ...
 
     def in_drafts(self, entry: LedgerEntry) -> bool:
-        """True while the draft recorded in ``entry`` still waits in Drafts (not sent, not
-        deleted)."""
-        ...
+        """True while the draft in ``entry`` still waits in Drafts (not sent, not deleted)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# The ledger
-# ---------------------------------------------------------------------------------------------
+# --- The ledger ---
 class EntryState(StrEnum):
     RESERVED = "reserved"
     CREATED = "created"
@@ -179,7 +170,6 @@ class Ledger(Protocol):
         request_key: str | None = None,
     ) -> Claim:
         """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
-        ...
 
     def claim_all(
         self,
@@ -190,7 +180,6 @@ class Ledger(Protocol):
         request_key: str | None = None,
     ) -> list[Claim]:
         """Claim every key in one transaction or none (the others then answer BUSY)."""
-        ...
 
     def record_created(
         self,
@@ -203,24 +192,18 @@ class Ledger(Protocol):
         recipients: Sequence[str] = (),
     ) -> LedgerEntry:
         """Mark a claimed key as drafted with the sink's ids (the first draft recorded wins)."""
-        ...
 
     def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
         """Release a claimed key as retryable after a failed create (no body in ``error``)."""
-        ...
 
     def get(self, key: DraftKey) -> LedgerEntry | None:
         """The entry for one key."""
-        ...
 
     def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
         """The most recent drafted stage below ``below_stage`` (for threading follow-ups)."""
-        ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Invoice sources (the sheet, a local file, QuickBooks)
-# ---------------------------------------------------------------------------------------------
+# --- Invoice sources (the sheet, a local file, QuickBooks) ---
 @dataclass(frozen=True)
 class SourceRow:
     """A row as the source holds it: its 1-based sheet row number and its cells by header."""
@@ -257,16 +240,12 @@ class InvoiceSource(Protocol):
 
     def read(self) -> SheetSnapshot:
         """One read of every row."""
-        ...
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write only changed output cells, in one request; returns the rows written."""
-        ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Headless runs (/v1/runs)
-# ---------------------------------------------------------------------------------------------
+# --- Headless runs (/v1/runs) ---
 class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -300,7 +279,6 @@ class RunStore(Protocol):
 
     def create_run(self, scope: str, *, now: dt.datetime, total: int = 0) -> Run:
         """Store a new queued run and return it."""
-        ...
 
     def update_run(
         self,
@@ -315,16 +293,12 @@ class RunStore(Protocol):
         error: str | None = None,
     ) -> Run:
         """Change a run's state, progress, summary or results; a finished run is final."""
-        ...
 
     def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
-        ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Alerts (Slack)
-# ---------------------------------------------------------------------------------------------
+# --- Alerts (Slack) ---
 @dataclass(frozen=True)
 class DraftAlert:
     """One created draft as an alert shows it: ids and amounts, never the body."""
@@ -342,12 +316,9 @@ class Notifier(Protocol):
 
     def notify_run(self, drafts: Sequence[DraftAlert]) -> bool:
         """Send one alert for the qualifying drafts; True when one was delivered."""
-        ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Payment links (Stripe)
-# ---------------------------------------------------------------------------------------------
+# --- Payment links (Stripe) ---
 @dataclass(frozen=True)
 class PaymentLinkResult:
     """A link for an invoice's open balance, or why there is none (never both)."""
@@ -361,4 +332,3 @@ class PaymentLinks(Protocol):
 
     def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
         """The link for ``invoice``'s balance; failures come back as ``error``, never raised."""
-        ...

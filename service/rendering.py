@@ -130,10 +130,7 @@ class TemplateSet:
             if unknown:
                 raise ValueError(f"unknown merge field(s): {', '.join(unknown)}")
             fields = frozenset(used)
-            self._compiled[stage] = (
-                self._env.from_string(subject),
-                self._env.from_string(body),
-            )
+            self._compiled[stage] = (self._env.from_string(subject), self._env.from_string(body))
         except FileNotFoundError:
             error = f"missing template file {path.name}"
         except (OSError, UnicodeDecodeError) as exc:
@@ -148,10 +145,6 @@ class TemplateSet:
     def errors(self) -> dict[int, str]:
         """Load errors by stage; empty when every template is usable."""
         return {s: t.error for s, t in self.templates.items() if t.error}
-
-    def is_usable(self, stage: int) -> bool:
-        """True when the stage's template loaded cleanly."""
-        return stage in self._compiled
 
     def fields_used(self, stage: int) -> frozenset[str]:
         """The merge fields the stage's template reads."""

@@ -189,36 +189,44 @@ class FakeSink:
         self.in_drafts_calls = 0
         self.sent: set[str] = set()  # draft ids the bookkeeper sent (they left Drafts)
         self.mailbox: str | None = None
+        # Drafting runs on DRAFT_CONCURRENCY threads; Gmail answers each call atomically.
+        self._lock = threading.Lock()
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
-        self.create_calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        self.drafts.append(draft)
-        n = len(self.drafts)
-        thread = draft.thread.thread_id if draft.thread and draft.thread.thread_id else f"t{n}"
-        created = CreatedDraft(
-            f"d{n}", f"m{n}", thread, draft.rfc_message_id, f"https://x/{n}", self.mailbox
-        )
-        self.ids[draft.key.header_value()] = created
-        if self.answers_lost:  # Gmail's 500 after storing: the draft exists, nobody was told
-            self.answers_lost -= 1
-            raise OutcomeUnknown("stored, but the answer was lost", code="gmail_outcome_unknown")
-        return created
+        with self._lock:
+            self.create_calls += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            self.drafts.append(draft)
+            n = len(self.drafts)
+            thread = draft.thread.thread_id if draft.thread and draft.thread.thread_id else f"t{n}"
+            created = CreatedDraft(
+                f"d{n}", f"m{n}", thread, draft.rfc_message_id, f"https://x/{n}", self.mailbox
+            )
+            self.ids[draft.key.header_value()] = created
+            if self.answers_lost:  # Gmail's 500 after storing: the draft exists, nobody was told
+                self.answers_lost -= 1
+                raise OutcomeUnknown(
+                    "stored, but the answer was lost", code="gmail_outcome_unknown"
+                )
+            return created
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
-        self.find_calls += 1
-        if self.find_failures:
-            raise self.find_failures.pop(0)
-        return self.ids.get(draft.key.header_value())
+        with self._lock:
+            self.find_calls += 1
+            if self.find_failures:
+                raise self.find_failures.pop(0)
+            return self.ids.get(draft.key.header_value())
 
     def in_drafts(self, entry: LedgerEntry) -> bool:
-        self.in_drafts_calls += 1
-        return entry.draft_id in {c.draft_id for c in self.ids.values()} - self.sent
+        with self._lock:
+            self.in_drafts_calls += 1
+            return entry.draft_id in {c.draft_id for c in self.ids.values()} - self.sent
 
     def send(self, draft_id: str) -> None:
         """The bookkeeper sent it: it left Drafts."""
-        self.sent.add(draft_id)
+        with self._lock:
+            self.sent.add(draft_id)
 
     def keys(self) -> list[str]:
         return [d.key.header_value() for d in self.drafts]

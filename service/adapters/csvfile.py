@@ -159,13 +159,6 @@ def _put(record: _Record, cells: Mapping[int, str]) -> None:
         record.raw[col] = _render(value, quote=quoted)
 
 
-def file_scope(path: str | os.PathLike[str]) -> str:
-    """The ledger scope of a local invoices file: ``file:`` and its name, wherever it lives."""
-    # Until 2026-12 it was `file:<absolute path>`; the name is that path's last part, so an
-    # older ledger's scopes map onto these by their name alone.
-    return f"file:{Path(path).name}"
-
-
 class CsvFileSource:
     """An InvoiceSource over a local CSV file (``INVOICES_FILE``)."""
 
@@ -173,7 +166,8 @@ class CsvFileSource:
         self.path = Path(os.path.abspath(path))
         # The ledger keys drafts by scope: the file's name, not its path, so moving the file or
         # mounting it elsewhere (a container's volume) does not make every invoice new again.
-        self.scope = file_scope(self.path)
+        # Until 2026-12 it was `file:<absolute path>`: older scopes map onto these by name.
+        self.scope = f"file:{self.path.name}"
         codec = codecs.lookup(encoding).name
         # UTF-8 with or without a BOM: the BOM is handled as bytes (see _parse), never by the codec.
         self._encoding = "utf-8" if codec in ("utf-8", "utf-8-sig") else codec

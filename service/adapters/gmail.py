@@ -6,22 +6,14 @@ never made). After one whose outcome is unknown — a 5xx, a timeout, a dropped 
 raises OutcomeUnknown: the ledger keeps the key reserved, and a call that finds the lease
 expired reconciles it with ``find``. Looking at once would not do: Gmail's search index lags its
 store, so a search a second after the failure misses a draft Gmail did keep.
-
-``find`` searches ``to:<first recipient> subject:"<subject>"``, then, in case the index still
-lags, reads the newest drafts themselves (``drafts.list`` without ``q`` is not a search). A hit
-is confirmed by the ``X-Invoice-Collector-Key`` header via ``drafts.get(format=metadata)``,
-which returns every header (``messages.get`` could filter them but is outside the
-``gmail.compose`` scope).
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -37,7 +29,6 @@ from service.adapters.google_api import (
     credentials_from,
     error_details,
     is_rate_limited,
-    normalise_endpoint,
 )
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.ports import (
@@ -49,7 +40,6 @@ from service.ports import (
     SinkError,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_HEADER = "X-Invoice-Collector-Key"
@@ -102,10 +92,6 @@ def _classify(exc: Exception) -> _Transient:
     ) from exc
 
 
-def _not_found(exc: SinkError) -> bool:
-    return isinstance(exc.__cause__, HttpError) and exc.__cause__.resp.status == 404
-
-
 def _headers(reply: dict[str, Any]) -> dict[str, str]:
     """A drafts.get(format=metadata) reply's headers by lower-case name."""
     headers = (reply.get("message") or {}).get("payload", {}).get("headers") or []
@@ -132,7 +118,7 @@ class GmailSink:
         proxies); ``mailbox``: the sender address (asked of Gmail when None); ``newest_drafts``:
         how many of the newest drafts ``find`` reads when the search finds nothing."""
         creds = credentials_from(credentials)
-        service = build_service("gmail", "v1", creds, normalise_endpoint(endpoint))
+        service = build_service("gmail", "v1", creds, endpoint)
         self._users = service.users()
         self._drafts = self._users.drafts()
         self._http = ThreadLocalHttp(creds)
@@ -148,7 +134,6 @@ class GmailSink:
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Create one draft, retrying only failures that stored nothing; raises OutcomeUnknown
         when Gmail may hold it."""
-        deadline = time.monotonic() + self._policy.max_total_s
         message: dict[str, Any] = {"raw": base64.urlsafe_b64encode(draft.raw).decode("ascii")}
         if draft.thread is not None and draft.thread.thread_id:
             message["threadId"] = draft.thread.thread_id
@@ -170,11 +155,12 @@ class GmailSink:
                 raise failure from exc
             return self._created(draft, reply)
 
-        return self._retrying(attempt, deadline)
+        return self._retrying(attempt)
 
     def find(self, draft: OutgoingDraft) -> CreatedDraft | None:
-        """The draft made earlier for ``draft.key``, by a search on its recipient and subject,
-        else among the newest drafts; either confirmed by its key header."""
+        """The draft made earlier for ``draft.key``: searched by recipient and subject, else among
+        the newest drafts, and confirmed by its key header, which ``drafts.get(format=metadata)``
+        returns (``messages.get`` could filter headers but is outside the gmail.compose scope)."""
         deadline = time.monotonic() + self._policy.max_total_s
         wanted = draft.key.header_value()
         if draft.to:
@@ -182,7 +168,7 @@ class GmailSink:
             phrase = " ".join(draft.subject.replace('"', " ").split())
             query = f'to:{draft.to[0]} subject:"{phrase}"'
             for draft_id in self._listed(query, self._max_find_candidates, deadline):
-                reply = self._metadata(draft_id, deadline)
+                reply = self._get(draft_id, "metadata", deadline)
                 if reply is not None and _headers(reply).get(KEY_HEADER.lower()) == wanted:
                     return self._created(draft, reply)
         found = self._newest_by_key(deadline).get(wanted)
@@ -194,8 +180,7 @@ class GmailSink:
         1 quota unit, unpaced: the pace is keyed by this address) — a sidebar user's token does
         not say whose it is."""
         if self._address is None:
-            profile = partial(self._users.getProfile, userId="me")
-            reply = self._read(profile, time.monotonic() + self._policy.max_total_s, units=0)
+            reply = self._read(self._users.getProfile(userId="me"), None, units=0)
             self._address = str(reply["emailAddress"])
         return self._address
 
@@ -203,14 +188,7 @@ class GmailSink:
         """True while the draft is in Drafts: Gmail answers 404 once it is sent or deleted."""
         if not entry.draft_id:
             return False
-        get = partial(self._drafts.get, userId="me", id=entry.draft_id, format="minimal")
-        try:
-            self._read(get, time.monotonic() + self._policy.max_total_s)
-        except SinkError as exc:
-            if _not_found(exc):
-                return False
-            raise
-        return True
+        return self._get(entry.draft_id, "minimal", None) is not None
 
     def _execute(self, request: Any) -> Any:
         # num_retries=0: the client's own retry loop would re-send creates blindly.
@@ -232,7 +210,7 @@ class GmailSink:
             mailbox=self.mailbox,
         )
 
-    def _retrying(self, attempt: Callable[[], T], deadline: float) -> T:
+    def _retrying(self, attempt: Callable[[], T], deadline: float | None = None) -> T:
         """``attempt()`` under the retry policy; giving up is a retryable SinkError."""
         try:
             return self._policy.run(attempt, sleep=self._sleep, deadline=deadline)
@@ -243,16 +221,14 @@ class GmailSink:
                 code="gmail_unavailable",
             ) from failure
 
-    def _read(
-        self, make_request: Callable[[], Any], deadline: float, units: int = READ_UNITS
-    ) -> Any:
+    def _read(self, request: Any, deadline: float | None, units: int = READ_UNITS) -> Any:
         """Execute an idempotent call (list/get), retrying every transient failure."""
 
         def attempt() -> Any:
             if units:
                 self._pacer.acquire(self.mailbox, units)
             try:
-                return self._execute(make_request())
+                return self._execute(request)
             except Exception as exc:
                 raise _classify(exc) from exc
 
@@ -263,12 +239,8 @@ class GmailSink:
         page_token: str | None = None
         while limit > 0:
             listing = self._read(
-                partial(
-                    self._drafts.list,
-                    userId="me",
-                    q=query,
-                    maxResults=min(limit, 100),
-                    pageToken=page_token,
+                self._drafts.list(
+                    userId="me", q=query, maxResults=min(limit, 100), pageToken=page_token
                 ),
                 deadline,
             )
@@ -279,13 +251,14 @@ class GmailSink:
             if not page_token or not items:
                 return
 
-    def _metadata(self, draft_id: str, deadline: float) -> dict[str, Any] | None:
-        """drafts.get(format=metadata), or None when the draft is gone (sent or deleted)."""
-        get = partial(self._drafts.get, userId="me", id=draft_id, format="metadata")
+    def _get(self, draft_id: str, view: str, deadline: float | None) -> dict[str, Any] | None:
+        """drafts.get in format ``view``, or None when the draft is gone (sent or deleted)."""
         try:
-            reply: dict[str, Any] = self._read(get, deadline)
+            reply: dict[str, Any] = self._read(
+                self._drafts.get(userId="me", id=draft_id, format=view), deadline
+            )
         except SinkError as exc:
-            if _not_found(exc):
+            if isinstance(exc.__cause__, HttpError) and exc.__cause__.resp.status == 404:
                 return None
             raise
         return reply
@@ -297,7 +270,7 @@ class GmailSink:
             if self._newest is None:
                 newest: dict[str, dict[str, Any]] = {}
                 for draft_id in self._listed(None, self._newest_drafts, deadline):
-                    reply = self._metadata(draft_id, deadline)
+                    reply = self._get(draft_id, "metadata", deadline)
                     if reply is not None:
                         newest.setdefault(_headers(reply).get(KEY_HEADER.lower(), ""), reply)
                 self._newest = newest

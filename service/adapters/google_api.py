@@ -38,32 +38,26 @@ def credentials_from(credentials: GoogleCredentials | str) -> GoogleCredentials:
     return credentials
 
 
-def normalise_endpoint(endpoint: str | None) -> str | None:
-    """The base URL with exactly one trailing slash (urljoin drops a last segment without it)."""
-    return endpoint.rstrip("/") + "/" if endpoint else None
-
-
 def build_service(
-    api: str, version: str, credentials: GoogleCredentials | None, endpoint: str | None
+    api: str, version: str, credentials: GoogleCredentials | str, endpoint: str | None
 ) -> Any:
-    """A discovery client that works offline (the library ships its discovery documents)."""
+    """A discovery client that works offline (the library ships its discovery documents);
+    ``endpoint`` points it at an emulator or a proxy."""
     return build(
         api,
         version,
-        credentials=credentials,
+        credentials=credentials_from(credentials),
         static_discovery=True,
-        client_options={"api_endpoint": endpoint} if endpoint else None,
+        # Exactly one trailing slash: urljoin drops a last path segment without it.
+        client_options={"api_endpoint": endpoint.rstrip("/") + "/"} if endpoint else None,
         cache_discovery=False,
     )
 
 
 class TransportFailure(httplib2.HttpLib2Error):  # type: ignore[misc]  # httplib2 is untyped
     """No answer from Google. ``sent``: the request may have reached it (dropped or timed out
-    after connecting); False when the connection was never made (refused, unresolved).
-
-    Subclasses HttpLib2Error so google-auth's httplib2 adapter turns it into its own
-    TransportError during token refresh.
-    """
+    after connecting); False when the connection was never made (refused, unresolved). An
+    HttpLib2Error, so google-auth's httplib2 adapter turns it into its TransportError."""
 
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
@@ -71,11 +65,9 @@ class TransportFailure(httplib2.HttpLib2Error):  # type: ignore[misc]  # httplib
 
 
 class RequestsHttp:
-    """The slice of ``httplib2.Http`` the client library uses, on a requests Session.
-
-    Each call is sent once (requests' adapters do not retry by default); failures raise
-    TransportFailure instead of being re-sent behind our back.
-    """
+    """The slice of ``httplib2.Http`` the client library uses, on a requests Session: each call
+    is sent once (requests' adapters do not retry by default); failures raise TransportFailure
+    instead of being re-sent behind our back."""
 
     def __init__(self, timeout_s: float = 30.0) -> None:
         self.timeout = timeout_s
@@ -87,18 +79,12 @@ class RequestsHttp:
         method: str = "GET",
         body: bytes | str | None = None,
         headers: dict[str, str] | None = None,
-        redirections: int = 5,
         **_: object,
     ) -> tuple[httplib2.Response, bytes]:
         """Send one request; return (httplib2.Response, body bytes) as httplib2 does."""
         try:
             reply = self.session.request(
-                method,
-                uri,
-                data=body,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=redirections > 0,
+                method, uri, data=body, headers=headers, timeout=self.timeout
             )
         except requests.RequestException as exc:
             # urllib3 says why a connection failed in MaxRetryError.reason; refused, unresolved

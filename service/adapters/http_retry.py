@@ -71,11 +71,9 @@ class RetryPolicy:
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
     ) -> T:
-        """``call()`` until it returns or raises anything but Transient.
-
-        On giving up the last Transient is raised, its ``attempts`` set. ``deadline`` (on
-        ``clock``) lets several calls share one budget; by default it is ``max_total_s`` away.
-        """
+        """``call()`` until it returns or raises anything but Transient; on giving up, the last
+        Transient is raised, its ``attempts`` set. ``deadline`` (on ``clock``; by default
+        ``max_total_s`` away) lets several calls share one budget."""
         end = clock() + self.max_total_s if deadline is None else deadline
         backoff = tenacity.wait_random_exponential(
             multiplier=self.base_delay_s, max=self.max_delay_s

@@ -2,10 +2,9 @@
 
 An access token lasts an hour and is refreshed with the refresh token at Intuit's token
 endpoint (HTTP Basic with the app's client id and secret). Intuit rotates refresh tokens and
-the previous one stops working, so the newest is kept in a 0600 file (QBO_TOKEN_FILE, in the
-state directory) that a restart reads. A rotated token is saved before its access token is
-used; one that cannot be saved is printed once on stderr, the only copy left, and the run
-stops. Tokens are never logged nor put in error messages.
+the previous one stops working, so the newest is kept in a 0600 file (QBO_TOKEN_FILE) that a
+restart reads, and saved before its access token is used; one that cannot be saved is printed
+once on stderr and the run stops. Tokens are never logged nor put in error messages.
 """
 
 from __future__ import annotations
@@ -103,14 +102,38 @@ class RefreshTokenFile:
         return token if isinstance(token, str) and token else None
 
     def save(self, token: str) -> None:
-        """Replace the stored token atomically (0600)."""
-        save_token(self.path, json.dumps({"seed": self._seed, "refresh_token": token}))
+        """Replace the stored token atomically (0600); if that fails, print it once and stop."""
+        try:
+            save_token(self.path, json.dumps({"seed": self._seed, "refresh_token": token}))
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            # The only copy left is in memory: hand it to the operator (never to the logs).
+            print(
+                f"invoice-collector: Intuit rotated the QuickBooks refresh token and it could "
+                f"not be saved to {self.path} ({reason}); the previous one no longer works. "
+                f"Set QBO_REFRESH_TOKEN={token} (printed once).",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise QuickBooksError(
+                f"the rotated QuickBooks refresh token could not be saved to {self.path} "
+                f"({reason}); it was printed once on stderr: set QBO_REFRESH_TOKEN to it",
+                code="token_not_saved",
+            ) from None
 
     def check_writable(self) -> None:
-        """Raise OSError unless a token can be saved here: made in the file's directory."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}."):
-            pass
+        """Raise QuickBooksError unless a token can be saved here: made in the file's directory."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}."):
+                pass
+        except OSError as exc:
+            raise QuickBooksError(
+                f"cannot save QuickBooks tokens in {self.path.parent} "
+                f"({exc.strerror or type(exc).__name__}); nothing was asked of Intuit: "
+                "set QBO_TOKEN_FILE to a writable path in the state directory",
+                code="token_file_unwritable",
+            ) from None
 
 
 class IntuitTokens:
@@ -124,20 +147,19 @@ class IntuitTokens:
         *,
         token_url: str,
         session: requests.Session,
-        token_file: RefreshTokenFile | None = None,
+        token_file: RefreshTokenFile,
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock = utc_now,
     ) -> None:
         self._client = (client_id, client_secret)
         self._file = token_file
-        self._refresh_token = (token_file.load() if token_file else None) or refresh_token
+        self._refresh_token = token_file.load() or refresh_token
         self._token_url = token_url
         self._session = session
         self._sleep = sleep
         self._clock = clock
         self._access: str | None = None
         self._expires_at = dt.datetime.min.replace(tzinfo=dt.UTC)
-        self._file_checked = False
 
     def access_token(self) -> str:
         """A token valid for at least another minute."""
@@ -147,19 +169,9 @@ class IntuitTokens:
 
     def refresh(self) -> str:
         """Trade the refresh token for a new access token (and keep a rotated refresh token)."""
-        if self._file is not None and not self._file_checked:
-            # Intuit may rotate the refresh token on this call, and the old one then stops
-            # working: ask only when the new one can be kept.
-            try:
-                self._file.check_writable()
-            except OSError as exc:
-                raise QuickBooksError(
-                    f"cannot save QuickBooks tokens in {self._file.path.parent} "
-                    f"({exc.strerror or type(exc).__name__}); nothing was asked of Intuit: "
-                    "set QBO_TOKEN_FILE to a writable path in the state directory",
-                    code="token_file_unwritable",
-                ) from None
-            self._file_checked = True
+        # Intuit may rotate the refresh token on this call, and the old one then stops working:
+        # ask only when the new one can be kept.
+        self._file.check_writable()
         response = send_with_retries(
             lambda: self._session.post(
                 self._token_url,
@@ -185,30 +197,8 @@ class IntuitTokens:
         if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
             # From now on only `rotated` works: keep it before anything uses the access token.
             self._refresh_token = rotated
-            if self._file is not None:
-                _keep(self._file, rotated)
+            self._file.save(rotated)
         self._access = str(body["access_token"])
         self._expires_at = self._clock() + dt.timedelta(seconds=int(body.get("expires_in", 3600)))
         log.info("quickbooks access token refreshed", extra={"expires_in": body.get("expires_in")})
         return self._access
-
-
-def _keep(file: RefreshTokenFile, rotated: str) -> None:
-    """Save ``rotated``; if that fails, print it once on stderr and stop the run."""
-    try:
-        file.save(rotated)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        # The only copy left is in memory: hand it to the operator (never to the logs).
-        print(
-            f"invoice-collector: Intuit rotated the QuickBooks refresh token and it could "
-            f"not be saved to {file.path} ({reason}). The previous token no longer "
-            f"works. Keep this one: set QBO_REFRESH_TOKEN={rotated} (printed once).",
-            file=sys.stderr,
-            flush=True,
-        )
-        raise QuickBooksError(
-            f"the rotated QuickBooks refresh token could not be saved to {file.path} "
-            f"({reason}); it was printed once on stderr: set QBO_REFRESH_TOKEN to it",
-            code="token_not_saved",
-        ) from None

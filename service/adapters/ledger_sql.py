@@ -17,6 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +34,20 @@ ERROR_MAX_CHARS = 1_000
 SQLITE_BEGIN_OPTION = "invoice_collector_sqlite_begin"
 
 
-# ---------------------------------------------------------------------------------------------
-# Engine
-# ---------------------------------------------------------------------------------------------
+# --- Engine -----------------------------------------------------------------------------------
 def normalize_url(url: str | URL) -> URL:
     """Parse a database URL; bare ``postgres://``/``postgresql://`` become psycopg 3."""
     parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend in ("postgres", "postgresql"):
+    if parsed.drivername in ("postgres", "postgresql"):
         # Heroku-style ``postgres://`` and driverless URLs would pick psycopg2, not installed.
-        if parsed.drivername in ("postgres", "postgresql"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return parsed
-    if backend == "sqlite":
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() in ("postgres", "postgresql", "sqlite"):
         return parsed
     raise ValueError(f"unsupported database {parsed.drivername!r}: use sqlite:/// or postgresql://")
 
 
 def make_engine(url: str | URL) -> Engine:
-    """An engine for SQLite (WAL, busy timeout, foreign keys) or PostgreSQL (psycopg 3).
-
-    Call it once per process, after fork.
-    """
+    """An engine for SQLite (WAL, busy timeout, foreign keys) or PostgreSQL; one per process."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
@@ -132,9 +125,7 @@ def read_connection(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
 
-# ---------------------------------------------------------------------------------------------
-# Schema (the migrations in service/migrations create exactly this)
-# ---------------------------------------------------------------------------------------------
+# --- Schema: the migrations in service/migrations create exactly this ------------------------
 class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
     """An aware UTC datetime on every backend (SQLite keeps naive text, so tz is re-attached)."""
 
@@ -142,7 +133,6 @@ class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
-        """Refuse naive datetimes; store UTC."""
         if value is None:
             return None
         value = require_aware(value).astimezone(dt.UTC)
@@ -150,13 +140,10 @@ class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
-        """Return an aware UTC datetime."""
         if value is None:
             return None
         assert isinstance(value, dt.datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def require_aware(value: dt.datetime) -> dt.datetime:
@@ -250,9 +237,7 @@ def insert_ignoring_conflicts(
     return sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
 
 
-# ---------------------------------------------------------------------------------------------
-# The ledger
-# ---------------------------------------------------------------------------------------------
+# --- The ledger -------------------------------------------------------------------------------
 _T = draft_ledger.c
 
 
@@ -279,19 +264,10 @@ class SqlLedger:
         request_key: str | None = None,
     ) -> Claim:
         """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
-        require_aware(now)
-        if lease_seconds <= 0:
-            raise ValueError("lease_seconds must be positive")
-        lease_until = now + dt.timedelta(seconds=lease_seconds)
-        reservation = {
-            "state": EntryState.RESERVED.value,
-            "reserved_at": now,
-            "lease_until": lease_until,
-            "request_key": request_key,
-            "updated_at": now,
-        }
-        with self.engine.begin() as conn:
-            return self._claim(conn, key, now, reservation)
+        claims = self.claim_all(
+            [key], now=now, lease_seconds=lease_seconds, request_key=request_key
+        )
+        return claims[0]
 
     def claim_all(
         self,
@@ -317,18 +293,16 @@ class SqlLedger:
         }
         # One order for every claimer: two statements over the same keys never deadlock.
         ordered = sorted(set(keys), key=lambda k: (k.scope, k.invoice_id, k.stage))
-        try:
-            with self.engine.begin() as conn:
-                claims = {key: self._claim(conn, key, now, reservation) for key in ordered}
-                if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
-                    raise _Refused(claims)
-        except _Refused as refused:
-            claims = {  # rolled back: what this transaction claimed is free again
-                key: c
-                if c.outcome is not ClaimOutcome.CLAIMED
-                else Claim(ClaimOutcome.BUSY, c.entry)
-                for key, c in refused.claims.items()
-            }
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            claims = {key: self._claim(conn, key, now, reservation) for key in ordered}
+            if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
+                transaction.rollback()  # what this transaction claimed is free again
+                claims = {
+                    key: Claim(ClaimOutcome.BUSY, c.entry)
+                    if c.outcome is ClaimOutcome.CLAIMED
+                    else c
+                    for key, c in claims.items()
+                }
         return [claims[key] for key in keys]
 
     def _claim(
@@ -346,7 +320,7 @@ class SqlLedger:
         insert = insert_ignoring_conflicts(conn, draft_ledger, values).returning(*_T)
         inserted = conn.execute(insert).mappings().first()
         if inserted is not None:
-            return Claim(ClaimOutcome.CLAIMED, _entry(inserted))
+            return Claim(ClaimOutcome.CLAIMED, ledger_entry(inserted))
 
         # The key exists (rows are never deleted). On PostgreSQL the INSERT waited for any
         # concurrent inserter to commit, so this READ COMMITTED select sees its row.
@@ -372,12 +346,11 @@ class SqlLedger:
         update = sa.update(draft_ledger).where(_is_key(key), guard).values(reservation)
         taken = conn.execute(update.returning(*_T)).mappings().first()
         if taken is not None:
-            return Claim(ClaimOutcome.CLAIMED, _entry(taken), recovered=recovered)
+            return Claim(ClaimOutcome.CLAIMED, ledger_entry(taken), recovered=recovered)
         # Lost the race between our SELECT and UPDATE: someone else holds or finished it.
         current = self._fetch(conn, key)
-        if current.state is EntryState.CREATED:
-            return Claim(ClaimOutcome.CREATED, current)
-        return Claim(ClaimOutcome.BUSY, current)
+        created = current.state is EntryState.CREATED
+        return Claim(ClaimOutcome.CREATED if created else ClaimOutcome.BUSY, current)
 
     def record_created(
         self,
@@ -439,7 +412,7 @@ class SqlLedger:
         """The entry for one key."""
         with read_connection(self.engine) as conn:
             row = conn.execute(sa.select(draft_ledger).where(_is_key(key))).mappings().first()
-        return None if row is None else _entry(row)
+        return None if row is None else ledger_entry(row)
 
     def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
         """The most recent drafted stage below ``below_stage`` (for threading follow-ups)."""
@@ -456,40 +429,24 @@ class SqlLedger:
         )
         with read_connection(self.engine) as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _entry(row)
+        return None if row is None else ledger_entry(row)
 
     @staticmethod
     def _fetch(conn: Connection, key: DraftKey) -> LedgerEntry:
         row = conn.execute(sa.select(draft_ledger).where(_is_key(key))).mappings().first()
         if row is None:
             raise LookupError(f"no ledger entry for {key.header_value()}")
-        return _entry(row)
+        return ledger_entry(row)
 
 
-class _Refused(Exception):
-    """Rolls back a claim_all that could not claim every key."""
-
-    def __init__(self, claims: dict[DraftKey, Claim]) -> None:
-        super().__init__("not every key could be claimed")
-        self.claims = claims
+_CONVERTED = ("key", "state", "recipients")  # the LedgerEntry fields not stored as they are
 
 
-def _entry(row: sa.RowMapping) -> LedgerEntry:
+def ledger_entry(row: sa.RowMapping) -> LedgerEntry:
+    """The LedgerEntry of a ``draft_ledger`` row."""
     return LedgerEntry(
         key=DraftKey(row["scope"], row["invoice_id"], row["stage"]),
         state=EntryState(row["state"]),
-        reserved_at=row["reserved_at"],
-        lease_until=row["lease_until"],
-        draft_id=row["draft_id"],
-        message_id=row["message_id"],
-        thread_id=row["thread_id"],
-        rfc_message_id=row["rfc_message_id"],
-        draft_url=row["draft_url"],
-        drafted_on=row["drafted_on"],
-        request_key=row["request_key"],
-        error=row["error"],
-        attempts=row["attempts"],
-        subject=row["subject"],
         recipients=tuple(row["recipients"] or ()),
-        mailbox=row["mailbox"],
+        **{f.name: row[f.name] for f in fields(LedgerEntry) if f.name not in _CONVERTED},
     )

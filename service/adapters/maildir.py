@@ -30,19 +30,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _IN_CUR = [":2," + "".join(f) for n in range(6) for f in itertools.combinations("DFPRS", n)]
 
 
-def key_digest(key: DraftKey) -> str:
-    """A short, file-name-safe digest that identifies ``key`` (its readable part may collide)."""
-    return hashlib.sha256(key.header_value().encode("utf-8")).hexdigest()[:16]
-
-
 def _safe(text: str, limit: int) -> str:
     return _UNSAFE.sub("_", text)[:limit].strip("_") or "x"
 
 
 def draft_file_name(key: DraftKey) -> str:
-    """The Maildir name of ``key``'s draft: a readable form and a digest of the key, unique
-    because the ledger allows one draft per key."""
-    return f"ic-{_safe(key.invoice_id, 40)}-s{key.stage}-{key_digest(key)}.eml"
+    """The Maildir name of ``key``'s draft, unique as the ledger allows one draft per key."""
+    # The readable part may collide; the digest of the whole key does not.
+    digest = hashlib.sha256(key.header_value().encode("utf-8")).hexdigest()[:16]
+    return f"ic-{_safe(key.invoice_id, 40)}-s{key.stage}-{digest}.eml"
 
 
 class MaildirSink:
@@ -78,8 +74,7 @@ class MaildirSink:
         return self._created(draft, path.name, str(headers.get("Message-ID", "")) or None)
 
     def in_drafts(self, entry: LedgerEntry) -> bool:
-        """True while the draft's file is still in the folder: sending it from a mail client
-        moves it to Sent (or it was deleted)."""
+        """True while the draft's file is in the folder: a client moves a sent draft to Sent."""
         return bool(entry.draft_id) and self._where(str(entry.draft_id)) is not None
 
     def _where(self, name: str) -> Path | None:

@@ -1,14 +1,10 @@
 """QuickBooks Online as an invoice source: open invoices from the Accounting API (DESIGN §11).
 
-Reads ``select * from Invoice where Balance > '0'`` page by page (STARTPOSITION/MAXRESULTS)
-and maps each invoice to the engine's row, with our field names as headers.
-
-Reminder state (last stage, last drafted day) has no column in QuickBooks, so it is read from
-the exactly-once ledger: the highest stage drafted for the invoice and the day it was drafted
-are exactly ``last_stage_sent`` and ``last_sent_at``. No second table can drift from the
-ledger (a draft is recorded there before any write-back could be), so ``write_back`` has
-nothing left to store and changes nothing in the client's books. OAuth 2 and retries live
-in ``intuit_auth``.
+QuickBooks has no column for the reminder state, so it is read from the exactly-once ledger:
+the highest stage drafted for an invoice and its day are ``last_stage_sent`` and
+``last_sent_at``. No second table can drift from the ledger (a draft is recorded there before
+any write-back could be), so ``write_back`` changes nothing in the client's books. OAuth 2 and
+retries live in ``intuit_auth``.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +95,11 @@ class QuickBooksSource:
                 return
 
     def _query(self, query: str) -> Mapping[str, Any]:
-        for retry in (False, True):
-            token = self._tokens.access_token()
-            get = partial(
-                self._session.get,
-                self._url,
-                params={"query": query, "minorversion": MINOR_VERSION},
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=60,
-            )
-            response = send_with_retries(get, self._policy, self._sleep)
-            if response.status_code != 401 or retry:
-                break
+        response = self._get(query)
+        if response.status_code == 401:
             # The access token expired or was revoked early: refresh once, then retry.
             self._tokens.refresh()
+            response = self._get(query)
         if response.status_code in (401, 403):
             raise QuickBooksAuthorizationError()
         try:
@@ -128,6 +114,16 @@ class QuickBooksSource:
             raise QuickBooksError(_fault_message(response, body), code=code)
         result = body.get("QueryResponse", {})
         return result if isinstance(result, Mapping) else {}
+
+    def _get(self, query: str) -> requests.Response:
+        params = {"query": query, "minorversion": MINOR_VERSION}
+        token = self._tokens.access_token()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return send_with_retries(
+            lambda: self._session.get(self._url, params=params, headers=headers, timeout=60),
+            self._policy,
+            self._sleep,
+        )
 
 
 def invoice_values(invoice: Mapping[str, Any]) -> dict[str, object]:
@@ -159,14 +155,13 @@ def _ref(invoice: Mapping[str, Any], name: str, key: str) -> str:
 
 
 def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
     # The body is parsed with parse_float=Decimal; str() keeps an int or a stray float exact.
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    return None if value is None or isinstance(value, bool) else Decimal(str(value))
 
 
 def _fault_message(response: requests.Response, body: Mapping[str, Any]) -> str:
-    errors = body.get("Fault", {}).get("Error", []) if isinstance(body.get("Fault"), dict) else []
+    fault = body.get("Fault")
+    errors = fault.get("Error", []) if isinstance(fault, Mapping) else []
     detail = "; ".join(
         str(e.get("Detail") or e.get("Message") or "") for e in errors if isinstance(e, dict)
     )

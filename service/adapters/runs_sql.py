@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,9 +15,9 @@ from sqlalchemy.engine import URL, Engine
 
 from service.adapters.ledger_sql import (
     ERROR_MAX_CHARS,
-    _entry,
     draft_ledger,
     insert_ignoring_conflicts,
+    ledger_entry,
     make_engine,
     payment_links,
     read_connection,
@@ -232,7 +232,7 @@ class SqlDraftReview:
         )
         with read_connection(self.engine) as conn:
             rows = conn.execute(query).mappings().all()
-        return [(_entry(row), row["updated_at"]) for row in rows]
+        return [(ledger_entry(row), row["updated_at"]) for row in rows]
 
 
 class SqlPaymentLinks:
@@ -254,11 +254,7 @@ class SqlPaymentLinks:
         )
         with read_connection(self.engine) as conn:
             row = conn.execute(query).mappings().first()
-        return (
-            None
-            if row is None
-            else PaymentLink(**{f.name: row[f.name] for f in fields(PaymentLink)})
-        )
+        return None if row is None else PaymentLink(**row)  # its fields are the table's columns
 
     def save_payment_link(self, link: PaymentLink) -> PaymentLink:
         """Store ``link`` unless one exists for the same balance; return the stored one.

@@ -19,13 +19,7 @@ from google.auth.exceptions import RefreshError, TransportError
 from googleapiclient.errors import HttpError
 from httplib2 import HttpLib2Error
 
-from service.adapters.google_api import (
-    build_service,
-    credentials_from,
-    error_details,
-    is_rate_limited,
-    normalise_endpoint,
-)
+from service.adapters.google_api import build_service, error_details, is_rate_limited
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.domain.dates import DateParseError, parse_date
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
@@ -85,10 +79,8 @@ class SheetRange:
 
     @classmethod
     def parse(cls, text: str) -> SheetRange:
-        """Parse ``'My Invoices'!A1:Z``, ``Invoices!A:Z``, ``Invoices`` or ``A1:Z``.
-
-        Lenient on input (``My Invoices!A1:Z`` is accepted); :meth:`a1` always quotes.
-        """
+        """Parse ``'My Invoices'!A1:Z``, ``Invoices!A:Z``, ``Invoices`` or ``A1:Z``; lenient on
+        input (``My Invoices!A1:Z`` is accepted), whereas :meth:`a1` always quotes."""
         text = text.strip()
         quoted = re.fullmatch(r"'((?:[^']|'')*)'(?:!(.*))?", text, re.DOTALL)
         sheet: str | None
@@ -178,7 +170,7 @@ class SheetsSource:
         spreadsheet_id: str,
         sheet_range: str,
         *,
-        credentials: Credentials | str | None = None,
+        credentials: Credentials | str,
         endpoint: str | None = None,
         timezone: str | None = None,
         fetch_timezone: bool = True,
@@ -187,11 +179,7 @@ class SheetsSource:
     ) -> None:
         self.spreadsheet_id = spreadsheet_id
         self.range = SheetRange.parse(sheet_range)
-        # A bare access token (the sidebar user's) cannot refresh: a 401 surfaces as
-        # RefreshError. The client works offline (it ships its discovery document);
-        # api_endpoint points it at an emulator or a proxy (DESIGN §7).
-        credentials = credentials_from(credentials) if credentials is not None else None
-        self._service = build_service("sheets", "v4", credentials, normalise_endpoint(endpoint))
+        self._service = build_service("sheets", "v4", credentials, endpoint)
         self._values = self._service.spreadsheets().values()
         # A configured TIMEZONE saves a read; otherwise it is fetched once per instance.
         self._timezone = timezone
@@ -207,8 +195,7 @@ class SheetsSource:
         self._added_headers: dict[int, str] = {}
 
     def spreadsheet_timezone(self) -> str | None:
-        """The configured zone, else the spreadsheet's own: one ``spreadsheets.get`` (with
-        ``fields=properties.timeZone``) on first use, remembered after."""
+        """The configured zone, else the spreadsheet's own, asked once (``spreadsheets.get``)."""
         if self._timezone is None and self._fetch_timezone:
             book = self._execute(
                 self._service.spreadsheets().get(
@@ -234,8 +221,7 @@ class SheetsSource:
         )
 
     def read(self) -> SheetSnapshot:
-        """One ``values.get`` of the range (plus one ``spreadsheets.get`` for the timezone on
-        first use when none is configured)."""
+        """One ``values.get`` of the range (plus, once, the timezone's ``spreadsheets.get``)."""
         self.spreadsheet_timezone()
         response = self._execute(
             self._values.get(
@@ -268,11 +254,9 @@ class SheetsSource:
         return snapshot
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
-        """Write the changed output cells of ``updates`` in one ``values.batchUpdate``.
-
-        ``None`` for ``last_stage_sent`` / ``last_sent_at`` leaves that cell as it is. Missing
-        output columns are appended after the last column. Returns the rows written.
-        """
+        """Write the changed output cells of ``updates`` in one ``values.batchUpdate``; return
+        the rows written. ``None`` for ``last_stage_sent`` / ``last_sent_at`` leaves that cell
+        as it is; missing output columns are appended after the last column."""
         if snapshot.scope != self.spreadsheet_id:
             raise ValueError(f"snapshot of {snapshot.scope!r}, not {self.spreadsheet_id!r}")
         rows = {row.row: row for row in snapshot.rows}

@@ -1,11 +1,9 @@
 """Stripe payment links for the open balance of an overdue invoice (DESIGN §11).
 
-Payment Links, not Checkout Sessions: a Checkout Session's URL expires at most 24 hours after
-it is made (``expires_at`` may be 30 minutes to 24 hours), while a reminder may sit in Gmail
-drafts for days before the bookkeeper sends it, and the client may open it a week later. A
-Payment Link does not expire; it needs a Price, which ``line_items[].price_data`` creates
-inline in the same call. ``restrictions.completed_sessions.limit = 1`` stops it being paid
-twice, and the invoice id rides along in the PaymentIntent's metadata for reconciliation.
+Payment Links, not Checkout Sessions: a Checkout Session's URL expires within 24 hours, while
+a reminder may sit in Gmail drafts for days and be opened a week later. A Payment Link does
+not expire; ``price_data`` makes its Price in the same call, ``completed_sessions.limit = 1``
+stops it being paid twice, and the invoice id rides in the PaymentIntent's metadata.
 
 One link per (scope, invoice, currency, balance), kept in the ``payment_links`` table: a later
 stage reuses it; a partial payment changes the balance and so makes a new one. Stripe errors
@@ -50,10 +48,7 @@ class AmountNotChargeable(ValueError):
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
-    """``amount`` in the integer unit Stripe's API expects for ``currency``.
-
-    Raises AmountNotChargeable rather than rounding: a link must ask for exactly what is owed.
-    """
+    """``amount`` in Stripe's integer unit for ``currency``: exact or AmountNotChargeable."""
     code = currency.upper()
     if code in ZERO_DECIMAL:
         factor, step = 1, 1
@@ -78,9 +73,7 @@ class PaymentLinkStore(Protocol):
 
     def get_payment_link(
         self, scope: str, invoice_id: str, currency: str, amount_minor: int
-    ) -> PaymentLink | None:
-        """The stored link for this balance, or None."""
-        ...
+    ) -> PaymentLink | None: ...
 
     def save_payment_link(self, link: PaymentLink) -> PaymentLink:
         """Store ``link`` unless one exists for the same balance; return the stored one."""
@@ -126,17 +119,10 @@ class StripePaymentLinks:
         stored = self._store.get_payment_link(scope, invoice.invoice_id, currency, amount_minor)
         if stored is not None:
             return PaymentLinkResult(url=stored.url)
-
-        def attempt() -> PaymentLink:
-            try:
-                return self._create(scope, invoice, currency, amount_minor)
-            except stripe.StripeError as exc:
-                if _retryable(exc):
-                    raise _StripeTransient(exc) from exc
-                raise
-
         try:
-            created = STRIPE_RETRY.run(attempt, sleep=self._sleep)
+            created = STRIPE_RETRY.run(
+                lambda: self._create(scope, invoice, currency, amount_minor), sleep=self._sleep
+            )
         except (stripe.StripeError, _StripeTransient) as exc:
             error = exc.error if isinstance(exc, _StripeTransient) else exc
             details = {"http_status": error.http_status, "code": error.code}
@@ -153,28 +139,32 @@ class StripePaymentLinks:
     def _create(
         self, scope: str, invoice: Invoice, currency: str, amount_minor: int
     ) -> PaymentLink:
+        name = f"Invoice {invoice.invoice_id}"
         metadata = {"invoice_id": invoice.invoice_id, "scope": scope[:500]}
-        link = self._client.v1.payment_links.create(
-            {
-                "line_items": [
-                    {
-                        "price_data": {
-                            "currency": currency.lower(),
-                            "unit_amount": amount_minor,
-                            "product_data": {"name": f"Invoice {invoice.invoice_id}"},
-                        },
-                        "quantity": 1,
-                    }
-                ],
-                "restrictions": {"completed_sessions": {"limit": 1}},
-                "metadata": metadata,
-                "payment_intent_data": {
-                    "description": f"Invoice {invoice.invoice_id}",
+        key = idempotency_key(scope, invoice.invoice_id, currency, amount_minor)
+        try:
+            link = self._client.v1.payment_links.create(
+                {
+                    "line_items": [
+                        {
+                            "price_data": {
+                                "currency": currency.lower(),
+                                "unit_amount": amount_minor,
+                                "product_data": {"name": name},
+                            },
+                            "quantity": 1,
+                        }
+                    ],
+                    "restrictions": {"completed_sessions": {"limit": 1}},
                     "metadata": metadata,
+                    "payment_intent_data": {"description": name, "metadata": metadata},
                 },
-            },
-            {"idempotency_key": idempotency_key(scope, invoice.invoice_id, currency, amount_minor)},
-        )
+                {"idempotency_key": key},
+            )
+        except stripe.StripeError as exc:
+            if _retryable(exc):
+                raise _StripeTransient(exc) from exc
+            raise
         return PaymentLink(
             scope=scope,
             invoice_id=invoice.invoice_id,

@@ -12,7 +12,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from service.api import routes_drafts, routes_health, routes_plan, routes_runs, routes_templates
 from service.api.auth import Authenticator
 from service.api.errors import Api, ApiError
-from service.api.schemas import ErrorResponseSchema
 from service.bootstrap import Services, build_services
 from service.config import Settings, load_settings
 from service.logging_setup import configure_logging
@@ -22,11 +21,6 @@ log = logging.getLogger(__name__)
 _BLUEPRINTS = (routes_plan, routes_drafts, routes_runs, routes_templates)
 
 
-class _Api(Api):
-    # Documents every error response in the shape the handler sends.
-    ERROR_SCHEMA = ErrorResponseSchema
-
-
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the app from ``settings`` (default: the environment and `.env`)."""
     if services is None:
@@ -34,10 +28,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = services.settings
     # JSON lines on stdout for gunicorn too, with every configured secret masked should one
     # ever reach a log line.
-    configure_logging(
-        settings.log_level,
-        secrets=[*settings.api_keys, *settings.secrets],
-    )
+    configure_logging(settings.log_level, secrets=[*settings.api_keys, *settings.secrets])
 
     app = Flask(__name__)
     if settings.proxy_hops:
@@ -63,7 +54,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["invoice_collector"] = services
 
-    api = _Api(app)
+    api = Api(app)
     api.spec.components.security_scheme(
         "bearerAuth",
         {
@@ -73,8 +64,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         },
     )
     api.spec.components.security_scheme(
-        "googleAccessToken",
-        {"type": "apiKey", "in": "header", "name": "X-Google-Access-Token"},
+        "googleAccessToken", {"type": "apiKey", "in": "header", "name": "X-Google-Access-Token"}
     )
     _authenticate_v1(app, settings)
     api.register_blueprint(routes_health.blp)
@@ -96,7 +86,7 @@ def _authenticate_v1(app: Flask, settings: Settings) -> None:
     Flask-Limiter counts the request against the caller and, for a failed proof, against the
     client address; only then is the failure answered (401), so that guessing keys ends in 429.
     """
-    authenticator = Authenticator.from_settings(settings)
+    authenticator = Authenticator(settings)
 
     @app.before_request
     def _identify() -> None:

@@ -167,26 +167,15 @@ class GoogleIdentity:
 class Authenticator:
     """API key first; then a Google ID token when Google identity is configured."""
 
-    def __init__(
-        self,
-        api_keys: Sequence[str],
-        google: GoogleIdentity | None = None,
-        *,
-        key_scopes: Mapping[str, frozenset[str]] | None = None,
-    ) -> None:
-        self.api_keys = tuple(key.encode() for key in api_keys)
+    def __init__(self, settings: Settings) -> None:
+        self.api_keys = tuple(key.encode() for key in settings.api_keys)
         # Looked up by the token only after it has matched a key in constant time.
-        self._key_scopes = {key.encode(): frozenset(s) for key, s in (key_scopes or {}).items()}
-        self.google = google
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Authenticator:
-        """The authenticator ``settings`` describe (Google identity off without a client id)."""
-        google = None
+        self._key_scopes = {key.encode(): s for key, s in settings.api_key_scopes.items()}
+        self.google: GoogleIdentity | None = None
         if settings.google_client_id:
             if not settings.allowed_google_identities:
                 log.warning("GOOGLE_CLIENT_ID is set but ALLOWED_GOOGLE_IDENTITIES is empty")
-            google = GoogleIdentity(
+            self.google = GoogleIdentity(
                 settings.google_client_id,
                 settings.allowed_google_identities,
                 settings.google_certs_url,
@@ -202,7 +191,6 @@ class Authenticator:
                 "scope bindings",
                 extra={"bindings": {who: _fingerprints(s) for who, s in bindings.items()}},
             )
-        return cls(settings.api_keys, google, key_scopes=settings.api_key_scopes)
 
     def identify(self, request: Request) -> Caller:
         """The caller (``key:…`` or ``google:…``, with its scopes), or ApiError."""

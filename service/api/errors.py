@@ -12,6 +12,8 @@ from typing import Any
 import flask_smorest
 from werkzeug.exceptions import HTTPException
 
+from service.api.schemas import ErrorResponseSchema
+
 # HTTP status -> our stable error code, when the raiser names none.
 _CODES = {
     400: "invalid_request",
@@ -43,21 +45,19 @@ class ApiError(HTTPException):
     ) -> None:
         super().__init__(message)
         self.code = status
-        self.data = {"message": message, "error_code": code, "errors": details}
-        if headers:
-            self.data["headers"] = headers
+        self.data = {"message": message, "error_code": code, "errors": details, "headers": headers}
 
     @property
     def status(self) -> int:
-        """The HTTP status."""
         return self.code or 500
 
 
 class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
-    """flask-smorest's Api, writing errors in DESIGN §8's shape."""
+    """flask-smorest's Api, writing and documenting errors in DESIGN §8's shape."""
+
+    ERROR_SCHEMA = ErrorResponseSchema
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, Any]:
-        """The error as {"error": {"code", "message", "details"}}, with its headers."""
         status = error.code or 500
         data: dict[str, Any] = getattr(error, "data", None) or {}
         details = data.get("errors") or data.get("messages")

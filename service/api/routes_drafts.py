@@ -37,7 +37,6 @@ class Drafts(MethodView):
     @blp.alt_response(401, schema=ErrorResponseSchema)
     @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(413, schema=ErrorResponseSchema)
-    @blp.alt_response(422, schema=ErrorResponseSchema)
     @blp.doc(
         security=[{"bearerAuth": [], "googleAccessToken": []}],
         parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}}],

@@ -78,7 +78,6 @@ class Plan(MethodView):
     @blp.alt_response(401, schema=ErrorResponseSchema)
     @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(413, schema=ErrorResponseSchema)
-    @blp.alt_response(422, schema=ErrorResponseSchema)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Decide each invoice's stage and render its reminder; creates nothing."""
         svc = services()

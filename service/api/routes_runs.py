@@ -19,11 +19,10 @@ from service.api import services
 from service.api.auth import require_scope
 from service.api.blueprint import Blueprint
 from service.api.errors import ApiError
-from service.api.schemas import ErrorResponseSchema
-from service.api.schemas_runs import RunAcceptedSchema, RunRequestSchema, RunSchema
+from service.api.schemas import ErrorResponseSchema, RunAcceptedSchema, RunRequestSchema, RunSchema
 from service.config import ConfigError
 from service.ports import AuthorizationError
-from service.usecases.run import RunStatus, record_run, run_timezone, run_wired
+from service.usecases.run import RunStatus, record_run, run_timezone
 
 blp = Blueprint("runs", __name__, url_prefix="/v1", description="Headless runs")
 
@@ -35,7 +34,6 @@ class Runs(MethodView):
     @blp.alt_response(401, schema=ErrorResponseSchema)
     @blp.alt_response(403, schema=ErrorResponseSchema)
     @blp.alt_response(409, schema=ErrorResponseSchema)
-    @blp.alt_response(422, schema=ErrorResponseSchema)
     @blp.alt_response(503, schema=ErrorResponseSchema)
     def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Start a run over the configured sheet (Google Sheet or INVOICES_FILE); 202 + id."""
@@ -78,7 +76,7 @@ class Runs(MethodView):
             raise ApiError(503, str(exc), code="sheet_unavailable") from None
         # The window was checked above: the run itself is forced.
         execute = partial(
-            run_wired, svc, source, today=args.get("today"), dry_run=dry_run, force=True, sink=sink
+            svc.run, source, today=args.get("today"), dry_run=dry_run, force=True, sink=sink
         )
         thread = threading.Thread(
             target=record_run,

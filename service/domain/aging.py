@@ -42,10 +42,9 @@ class CurrencyAging:
             return None
         return (self.open_balance / self.invoiced_in_period * DSO_DAYS).quantize(Decimal("0.1"))
 
-    def top_clients(self, count: int = 5) -> list[tuple[str, Decimal]]:
-        """The clients owing the most overdue, largest first."""
-        ranked = sorted(self.overdue_by_client.items(), key=lambda kv: (-kv[1], kv[0]))
-        return ranked[:count]
+    def top_clients(self) -> list[tuple[str, Decimal]]:
+        """The five clients owing the most overdue, largest first."""
+        return sorted(self.overdue_by_client.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
 
 
 def aging(invoices: Iterable[tuple[Invoice, bool]], today: dt.date) -> dict[str, CurrencyAging]:

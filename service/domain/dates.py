@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from babel import dates as babel_dates
 
@@ -55,9 +56,7 @@ def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, bool):
-        raise DateParseError(f"{value!r} is not a date")
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return from_serial(value)
     if not isinstance(value, str):
         raise DateParseError(f"{value!r} is not a date")
@@ -70,7 +69,7 @@ def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
         except ValueError:
             pass  # fall through: ISO text and serials are always accepted too
     try:
-        return dt.date.fromisoformat(text[:10]) if len(text) >= 10 else dt.date.fromisoformat(text)
+        return dt.date.fromisoformat(text[:10])
     except ValueError:
         pass
     try:
@@ -92,8 +91,6 @@ def today_in(timezone: str, now: dt.datetime) -> dt.date:
     "Today" is the spreadsheet's date, not the server's: at 23:00 UTC it is already tomorrow
     in Auckland.
     """
-    from zoneinfo import ZoneInfo
-
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(ZoneInfo(timezone)).date()

@@ -15,16 +15,7 @@ from service.domain.invoice import Invoice, RowError
 
 DEFAULT_STAGES = (7, 14, 21, 28, 35, 42)
 DEFAULT_CLOSED_STATUSES = frozenset(
-    {
-        "paid",
-        "void",
-        "cancelled",
-        "canceled",
-        "written off",
-        "disputed",
-        "on hold",
-        "paused",
-    }
+    {"paid", "void", "cancelled", "canceled", "written off", "disputed", "on hold", "paused"}
 )
 
 
@@ -104,22 +95,16 @@ def days_overdue(due_date: dt.date, today: dt.date) -> int:
     return max(0, (today - due_date).days)
 
 
+def _reached(days: int, stages: Sequence[int]) -> list[int]:
+    # A courtesy stage (negative) is reached only before the due date: "due in 3 days" said on
+    # the day it is due would be wrong. ``stages`` ascend (Policy sorts them).
+    return [s for s in stages[: bisect_right(stages, days)] if s > 0 or days < 0]
+
+
 def stage_for(days: int, stages: Sequence[int] = DEFAULT_STAGES) -> int | None:
-    """The highest stage reached ``days`` after the due date (negative: before it), or None.
-
-    A courtesy stage (negative) is reached only before the due date: "due in 3 days" said on
-    the day it is due would be wrong. ``stages`` ascend (Policy sorts them).
-    """
-    reached = [s for s in stages[: bisect_right(stages, days)] if s > 0 or days < 0]
+    """The highest stage reached ``days`` after the due date (negative: before it), or None."""
+    reached = _reached(days, stages)
     return reached[-1] if reached else None
-
-
-def _next_stage(last: int | None, reached: int, days: int, stages: Sequence[int]) -> int | None:
-    """CATCH_UP=next: the first stage after ``last`` (up to the one reached), or None."""
-    for stage in stages:
-        if (last is None or stage > last) and stage <= reached and (stage > 0 or days < 0):
-            return stage
-    return None
 
 
 def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
@@ -135,14 +120,15 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
         return Decision(Action.SKIP, Reason.NOT_DUE, overdue, None)
     if invoice.pause_until is not None and today < invoice.pause_until:
         return Decision(Action.SKIP, Reason.PAUSED, overdue, reached)
-    grace = dt.timedelta(days=policy.promise_grace_days)
-    if invoice.promised_date is not None and today < invoice.promised_date + grace:
+    # Days between dates, not date + grace: a promise dated 9999-12-31 must not overflow.
+    promised = invoice.promised_date
+    if promised is not None and (today - promised).days < policy.promise_grace_days:
         return Decision(Action.SKIP, Reason.PROMISED, overdue, reached)
     if invoice.last_sent_at == today:
         return Decision(Action.SKIP, Reason.ALREADY_DRAFTED_TODAY, overdue, reached)
     last = invoice.last_stage_sent
-    if policy.catch_up is CatchUp.NEXT:
-        stage = _next_stage(last, reached, days, policy.stages)
+    if policy.catch_up is CatchUp.NEXT:  # the first stage after the last one drafted
+        stage = next((s for s in _reached(days, policy.stages) if last is None or s > last), None)
     else:
         stage = reached if last is None or last < reached else None
     if stage is None:
@@ -159,9 +145,8 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
         # drafts it, since nothing was written back today).
         later = calendar.next_business_day(today)
         return Decision(Action.SKIP, Reason.NOT_BUSINESS_DAY, overdue, stage, later)
-    return Decision(
-        Action.DRAFT, Reason.DUE if stage == reached else Reason.CATCHING_UP, overdue, stage
-    )
+    reason = Reason.DUE if stage == reached else Reason.CATCHING_UP
+    return Decision(Action.DRAFT, reason, overdue, stage)
 
 
 def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
+from typing import TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -31,6 +32,7 @@ INPUT_FIELDS = (
 )
 OUTPUT_FIELDS = ("last_stage_sent", "last_sent_at", "reminder_status")
 _EMAIL_SPLIT = re.compile(r"[,;]")
+_T = TypeVar("_T")
 
 
 def normalize_header(header: str) -> str:
@@ -46,13 +48,6 @@ class ParseOptions:
     date_format: str | None = None
     # our field -> the source's header, e.g. {"invoice_id": "invoiceNumber"}
     column_map: Mapping[str, str] = field(default_factory=dict)
-
-    def header_index(self) -> dict[str, str]:
-        """Normalised source header -> our field name."""
-        index = {normalize_header(name): name for name in INPUT_FIELDS + OUTPUT_FIELDS}
-        for ours, theirs in self.column_map.items():
-            index[normalize_header(theirs)] = ours
-        return index
 
 
 @dataclass(frozen=True)
@@ -89,46 +84,13 @@ class RowError:
     fields: Mapping[str, str]
     row: int | None = None
 
-    @property
-    def message(self) -> str:
-        """The field messages as one sentence."""
-        return "; ".join(f"{name}: {text}" for name, text in self.fields.items())
-
 
 def field_names(headers: Iterable[str], options: ParseOptions) -> dict[str, str]:
     """A source header -> our field name, for the headers that are ours."""
-    index = options.header_index()
+    index = {normalize_header(name): name for name in INPUT_FIELDS + OUTPUT_FIELDS}
+    index.update({normalize_header(theirs): ours for ours, theirs in options.column_map.items()})
     names = {header: index.get(normalize_header(header)) for header in headers}
     return {header: name for header, name in names.items() if name is not None}
-
-
-def map_row(raw: Mapping[str, object], names: Mapping[str, str]) -> dict[str, object]:
-    """A row's cells under our field names (``names``: see field_names); other columns are
-    left to the source. When a sheet spells one header twice, the row's last spelling wins."""
-    return {names[key]: value for key, value in raw.items() if key in names}
-
-
-@lru_cache(maxsize=4096)
-def _normalize_email(address: str) -> str:
-    # Syntax only: a deliverability check would be a DNS query per row, and there is no network
-    # guarantee where this runs.
-    return validate_email(address, check_deliverability=False).normalized
-
-
-def parse_emails(value: object) -> tuple[str, ...]:
-    """One or several addresses separated by ',' or ';'."""
-    if not isinstance(value, str):
-        raise ValueError("expected one or more email addresses")
-    parts = [part.strip() for part in _EMAIL_SPLIT.split(value) if part.strip()]
-    if not parts:
-        raise ValueError("is required")
-    out = []
-    for part in parts:
-        try:
-            out.append(_normalize_email(part))
-        except EmailNotValidError as exc:
-            raise ValueError(f"{part!r} is not a valid email address ({exc})") from None
-    return tuple(out)
 
 
 # C0 control characters other than tab and newline have no place in an email (NUL would also
@@ -149,17 +111,27 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _required_text(value: object) -> str:
-    text = _text(value)
-    if not text:
-        raise ValueError("is required")
-    return text
+@lru_cache(maxsize=4096)
+def _normalize_email(address: str) -> str:
+    # Syntax only: a deliverability check would be a DNS query per row, and there is no network
+    # guarantee where this runs.
+    return validate_email(address, check_deliverability=False).normalized
 
 
 def _emails(value: object) -> tuple[str, ...]:
-    if _blank(value):
+    """One or several addresses separated by ',' or ';'."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("expected one or more email addresses")
+    parts = [part.strip() for part in _EMAIL_SPLIT.split(value or "") if part.strip()]
+    if not parts:
         raise ValueError("is required")
-    return parse_emails(value)
+    out = []
+    for part in parts:
+        try:
+            out.append(_normalize_email(part))
+        except EmailNotValidError as exc:
+            raise ValueError(f"{part!r} is not a valid email address ({exc})") from None
+    return tuple(out)
 
 
 def _stage(value: object) -> int | None:
@@ -176,86 +148,55 @@ def _stage(value: object) -> int | None:
 
 
 class _RowReader:
-    """Reads one row's cells into Invoice fields, noting each bad cell instead of stopping."""
+    """Reads one row's cells into Invoice fields, noting each bad cell instead of stopping.
+
+    Errors are noted in the order the fields are read, which is the order a row reports them.
+    """
 
     def __init__(self, cells: Mapping[str, object], options: ParseOptions) -> None:
         self.cells = cells
         self.options = options
         self.errors: dict[str, str] = {}
-        self.named: dict[str, frozenset[str]] = {}  # amount cells that name their currency
+        # Read first: an amount cell that names another currency is checked against it.
+        self.currency_code = _text(cells.get("currency")).upper() or options.default_currency
 
-    def read(self, column: str, reader: Callable[[object], object]) -> object:
+    def read(
+        self, column: str, reader: Callable[[object], _T], *, required: bool = False
+    ) -> _T | None:
         try:
-            return reader(self.cells.get(column))
+            value = reader(self.cells.get(column))
+            if required and (value is None or value == ""):
+                raise ValueError("is required")
+            return value
         except ValueError as exc:
             self.errors[column] = str(exc)
             return None
 
-    def amount(self, column: str, *, required: bool) -> Decimal | None:
-        def read(value: object) -> Decimal | None:
-            amount = read_amount(value)
-            if amount.value is None and required:
-                raise ValueError("is required")
-            if amount.value is not None and amount.value < 0:
-                raise ValueError("must not be negative")
-            if amount.currencies and isinstance(value, str):  # only text names a currency
-                self.named[column] = amount.currencies
-            return amount.value
+    def amount(self, value: object) -> Decimal | None:
+        amount = read_amount(value)
+        if amount.value is not None and amount.value < 0:
+            raise ValueError("must not be negative")
+        code = self.currency_code
+        # Only text names a currency. "€99" on a USD row is an error: which of the two is
+        # meant, only the bookkeeper knows. An unknown row currency is its own error.
+        other = amount.currencies and code not in amount.currencies
+        if other and isinstance(value, str) and is_known_currency(code):
+            named = " or ".join(sorted(amount.currencies))
+            if _blank(self.cells.get("currency")):
+                why = f"the currency cell is empty and the default is {code}"
+            else:
+                why = f"the row's currency is {code}"
+            raise ValueError(f"{value!r} is in {named}, but {why}")
+        return amount.value
 
-        return self.read(column, read)  # type: ignore[return-value]
-
-    def date(self, column: str, *, required: bool) -> dt.date | None:
-        def read(value: object) -> dt.date | None:
-            day = parse_date(value, self.options.date_format)
-            if day is None and required:
-                raise ValueError("is required")
-            return day
-
-        return self.read(column, read)  # type: ignore[return-value]
+    def date(self, value: object) -> dt.date | None:
+        return parse_date(value, self.options.date_format)
 
     def currency(self) -> str | None:
-        def read(value: object) -> str:
-            code = _text(value).upper() or self.options.default_currency
-            if not is_known_currency(code):
-                raise ValueError(f"{code!r} is not an ISO 4217 currency code")
-            return code
-
-        return self.read("currency", read)  # type: ignore[return-value]
-
-    def check_currency(self, currency: str | None) -> None:
-        """An amount that names another currency than its row's ("€99" on a USD row) is an
-        error: which of the two is meant, only the bookkeeper knows."""
-        for column, names in self.named.items():
-            if currency is None or currency in names or column in self.errors:
-                continue
-            named = " or ".join(sorted(names))
-            cell = self.cells[column]
-            if _blank(self.cells.get("currency")):
-                self.errors[column] = (
-                    f"{cell!r} is in {named}, but the currency cell is empty and the default "
-                    f"is {currency}"
-                )
-            else:
-                self.errors[column] = (
-                    f"{cell!r} is in {named}, but the row's currency is {currency}"
-                )
-
-
-# The order a row's errors are reported in.
-_ERROR_ORDER = (
-    "invoice_id",
-    "client_name",
-    "client_email",
-    "amount",
-    "amount_paid",
-    "due_date",
-    "sent_date",
-    "last_sent_at",
-    "promised_date",
-    "pause_until",
-    "currency",
-    "last_stage_sent",
-)
+        if is_known_currency(self.currency_code):
+            return self.currency_code
+        self.errors["currency"] = f"{self.currency_code!r} is not an ISO 4217 currency code"
+        return None
 
 
 def parse_row(
@@ -268,23 +209,24 @@ def parse_row(
 
     ``names`` is ``field_names`` of the sheet's headers, when the caller has it for many rows.
     """
-    r = _RowReader(map_row(raw, names or field_names(raw, options)), options)
-    invoice_id = r.read("invoice_id", _required_text)
-    client_name = r.read("client_name", _required_text)
+    names = names or field_names(raw, options)
+    # Other columns are left to the source; when a sheet spells one header twice, the row's
+    # last spelling wins.
+    r = _RowReader({names[key]: value for key, value in raw.items() if key in names}, options)
+    invoice_id = r.read("invoice_id", _text, required=True)
+    client_name = r.read("client_name", _text, required=True)
     emails = r.read("client_email", _emails)
-    amount = r.amount("amount", required=True)
-    paid = r.amount("amount_paid", required=False)
-    due_date = r.date("due_date", required=True)
-    sent_date = r.date("sent_date", required=False)
-    last_sent_at = r.date("last_sent_at", required=False)
-    promised_date = r.date("promised_date", required=False)
-    pause_until = r.date("pause_until", required=False)
+    amount = r.read("amount", r.amount, required=True)
+    paid = r.read("amount_paid", r.amount)
+    due_date = r.read("due_date", r.date, required=True)
+    sent_date = r.read("sent_date", r.date)
+    last_sent_at = r.read("last_sent_at", r.date)
+    promised_date = r.read("promised_date", r.date)
+    pause_until = r.read("pause_until", r.date)
     currency = r.currency()
     last_stage = r.read("last_stage_sent", _stage)
-    r.check_currency(currency)
     if r.errors:
-        errors = {name: r.errors[name] for name in _ERROR_ORDER if name in r.errors}
-        return RowError(invoice_id if isinstance(invoice_id, str) else "", errors, row)
+        return RowError(invoice_id or "", r.errors, row)
     return Invoice(
         invoice_id=invoice_id,  # type: ignore[arg-type]
         client_name=client_name,  # type: ignore[arg-type]
@@ -296,7 +238,7 @@ def parse_row(
         status=_text(r.cells.get("status")),
         amount_paid=paid or Decimal(0),
         notes=_text(r.cells.get("notes")),
-        last_stage_sent=last_stage,  # type: ignore[arg-type]
+        last_stage_sent=last_stage,
         last_sent_at=last_sent_at,
         row=row,
         promised_date=promised_date,

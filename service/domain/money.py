@@ -96,9 +96,14 @@ def is_known_currency(code: str) -> bool:
     return len(code) == 3 and code.isupper() and is_currency(code)
 
 
-# Babel rounds in the current decimal context; 28 digits (the default) cannot hold an amount
-# a hostile cell may carry ("99999999999999999999999.999"), and rounding it must not fail.
-_ROUNDING = Context(prec=64)
+def _rounding(amount: Decimal) -> Context:
+    """A decimal context holding every digit of ``amount`` and its cents.
+
+    Babel rounds in the current context: the default 28 digits cannot hold what a hostile cell
+    may carry ("99999999999999999999999.999", an integer of 70 digits), and rounding it must
+    not fail.
+    """
+    return Context(prec=max(28, amount.adjusted() + 8))
 
 
 @cache
@@ -109,11 +114,11 @@ def babel_locale(name: str) -> Locale:
 
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     """``$1,234.50`` (en_US) or ``1.234,50 €`` (de_DE): Babel's currency format for the locale."""
-    with localcontext(_ROUNDING):
+    with localcontext(_rounding(amount)):
         return format_currency(amount, currency, locale=babel_locale(locale))
 
 
 def format_number(amount: Decimal, locale: str) -> str:
     """``1,234.50``: two decimals with the locale's separators (the seed's ``{{ amount }}``)."""
-    with localcontext(_ROUNDING):
+    with localcontext(_rounding(amount)):
         return format_decimal(amount, format="#,##0.00", locale=babel_locale(locale))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -49,6 +50,7 @@ from service.usecases.message import HeaderInjectionError, build_draft
 from service.usecases.plan import PlannedRow, render_email
 
 log = logging.getLogger(__name__)
+_REPLY_PREFIX = re.compile(r"^re:\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,6 @@ class DraftSettings:
     group_by_client: bool = False
     # Draft no stage on top of an earlier reminder still unsent in Drafts (UNSENT_POLICY=wait).
     wait_for_unsent: bool = False
-
-
-def reminder_status(stage: int, days: int | None, drafted_on: dt.date) -> str:
-    """The text written next to a row once its draft exists."""
-    return f"Drafted stage {stage} reminder ({days} days overdue) on {drafted_on.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,8 @@ class DraftOutcome:
         if e is None or e.draft_id is None or self.planned.row is None:
             return None
         drafted_on = e.drafted_on or e.reserved_at.date()
-        status = reminder_status(e.key.stage, self.planned.decision.days_overdue, drafted_on)
+        days = self.planned.decision.days_overdue
+        status = f"Drafted stage {e.key.stage} reminder ({days} days overdue) on {drafted_on}"
         if self.statement_of:
             status = f"{status}, in a statement of {self.statement_of} invoices"
         if self.payment_link_error:
@@ -170,13 +168,9 @@ def generate_drafts(
     link that cannot be made leaves the draft without one and says why on its row.
     """
     run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key, payment_links)
-    outcomes: list[DraftOutcome | None] = [None] * len(planned)
-    todo: list[int] = []
-    for i, item in enumerate(planned):
-        if item.is_draft:
-            todo.append(i)
-        else:
-            outcomes[i] = DraftOutcome(item, item.decision.action, item.decision.reason)
+    # Every row keeps its plan's decision until drafting replaces it.
+    outcomes = [DraftOutcome(item, item.decision.action, item.decision.reason) for item in planned]
+    todo = [i for i, item in enumerate(planned) if item.is_draft]
     units = _units(planned, todo, settings.group_by_client)
     stop = threading.Event()
     budget = settings.time_budget_seconds
@@ -185,26 +179,20 @@ def generate_drafts(
     def work(indexes: list[int]) -> list[DraftOutcome]:
         unit = [planned[i] for i in indexes]
         if stop.is_set():  # the mailbox refused us: try nothing more this run
-            return [_outcome(i, Reason.GMAIL_UNAUTHORIZED, retryable=True) for i in unit]
+            return _each(unit, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, retryable=True)
         if ends is not None and timer() >= ends:
-            return [DraftOutcome(i, Action.SKIP, Reason.TIME_BUDGET, retryable=True) for i in unit]
+            return _each(unit, Action.SKIP, Reason.TIME_BUDGET, retryable=True)
         try:
             return _draft(run, unit)
         except AuthorizationError as exc:
             stop.set()
-            return [
-                _outcome(i, Reason.GMAIL_UNAUTHORIZED, error=str(exc), retryable=True) for i in unit
-            ]
+            return _each(unit, Action.ERROR, Reason.GMAIL_UNAUTHORIZED, str(exc), retryable=True)
 
-    pool: ThreadPoolExecutor | None = None
-    results: Iterator[list[DraftOutcome]]
-    if settings.concurrency > 1 and len(units) > 1:
-        pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="draft")
-        results = pool.map(work, units)
-    else:
-        results = map(work, units)
     done = 0
-    try:
+    # The pool starts its threads on the first task: a serial run (map) starts none.
+    with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="draft") as pool:
+        parallel = settings.concurrency > 1 and len(units) > 1
+        results = pool.map(work, units) if parallel else map(work, units)
         for indexes, unit_outcomes in zip(units, results, strict=True):
             for i, outcome in zip(indexes, unit_outcomes, strict=True):
                 outcomes[i] = outcome
@@ -214,11 +202,7 @@ def generate_drafts(
                 done += 1
                 if on_progress is not None:
                     on_progress(done, len(todo))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    final = [o for o in outcomes if o is not None]
-    return GenerateResult(final, Reason.GMAIL_UNAUTHORIZED.value if stop.is_set() else None)
+    return GenerateResult(outcomes, Reason.GMAIL_UNAUTHORIZED.value if stop.is_set() else None)
 
 
 def _units(planned: Sequence[PlannedRow], todo: list[int], by_client: bool) -> list[list[int]]:
@@ -233,31 +217,34 @@ def _units(planned: Sequence[PlannedRow], todo: list[int], by_client: bool) -> l
     return list(clients.values())
 
 
-def _outcome(item: PlannedRow, reason: Reason, **kw: object) -> DraftOutcome:
-    return DraftOutcome(item, Action.ERROR, reason, **kw)  # type: ignore[arg-type]
+def _each(
+    unit: list[PlannedRow],
+    action: Action,
+    reason: Reason,
+    error: str | None = None,
+    *,
+    retryable: bool,
+) -> list[DraftOutcome]:
+    """The same outcome for every row of a unit that got no draft."""
+    return [DraftOutcome(item, action, reason, error=error, retryable=retryable) for item in unit]
 
 
 def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
     """Claim the unit's keys (all or none), render and create its one draft, record it."""
+    earlier: list[LedgerEntry | None] | None = None
     if run.settings.wait_for_unsent:
-        waiting = [_unsent(run, item) for item in unit]
+        earlier = [_latest(run, item) for item in unit]
+        waiting = [_unsent(run, entry) for entry in earlier]
         if any(waiting):
             return [
                 DraftOutcome(item, Action.SKIP, Reason.PREVIOUS_UNSENT, waiting=w, retryable=True)
-                if w is not None
-                else DraftOutcome(item, Action.SKIP, Reason.PREVIOUS_UNSENT, retryable=True)
                 for item, w in zip(unit, waiting, strict=True)
             ]
     keys = [DraftKey(run.scope, item.invoice_id, item.decision.stage or 0) for item in unit]
-    now, lease = run.clock(), run.settings.lease_seconds
-    if len(unit) == 1:
-        claims = [
-            run.ledger.claim(keys[0], now=now, lease_seconds=lease, request_key=run.request_key)
-        ]
-    else:
-        claims = run.ledger.claim_all(
-            keys, now=now, lease_seconds=lease, request_key=run.request_key
-        )
+    # All or none: a statement's invoices are claimed together (one key is a plain claim).
+    claims = run.ledger.claim_all(
+        keys, now=run.clock(), lease_seconds=run.settings.lease_seconds, request_key=run.request_key
+    )
     if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims):
         return [_not_claimed(run, item, claim) for item, claim in zip(unit, claims, strict=True)]
 
@@ -268,15 +255,18 @@ def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
     # Only now, with the keys claimed, is a draft certain to be attempted: duplicates, dry runs
     # and plans never make links, and the email is rendered once, with its links.
     links = [_payment_link(run, item) for item in unit]
+    thread_with = None
+    if run.settings.thread_followups and len(unit) == 1:
+        thread_with = earlier[0] if earlier else _latest(run, unit[0])  # read once
     try:
         email = _render(run, unit, links)
-        draft = _build(run, unit, email, keys)
+        draft = _build(run, unit[0], keys[0], email, thread_with)
     except TemplateLoadError as exc:
         fail("template error")
-        return [_outcome(i, Reason.TEMPLATE_ERROR, error=str(exc), retryable=False) for i in unit]
+        return _each(unit, Action.ERROR, Reason.TEMPLATE_ERROR, str(exc), retryable=False)
     except (HeaderInjectionError, ValueError, TypeError) as exc:
         fail(f"invalid message: {exc}")
-        return [_outcome(i, Reason.DRAFT_FAILED, error=str(exc), retryable=False) for i in unit]
+        return _each(unit, Action.ERROR, Reason.DRAFT_FAILED, str(exc), retryable=False)
     # A key whose lease ran out may hold the draft its holder made: look before creating.
     looking = any(claim.recovered for claim in claims)
     try:
@@ -294,26 +284,17 @@ def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
         if isinstance(exc, AuthorizationError):
             raise
         if uncertain:
-            return [
-                DraftOutcome(i, Action.SKIP, Reason.PENDING, error=str(exc), retryable=True)
-                for i in unit
-            ]
-        return [
-            _outcome(i, Reason.DRAFT_FAILED, error=str(exc), retryable=exc.retryable) for i in unit
-        ]
+            return _each(unit, Action.SKIP, Reason.PENDING, str(exc), retryable=True)
+        return _each(unit, Action.ERROR, Reason.DRAFT_FAILED, str(exc), retryable=exc.retryable)
     except Exception as exc:
         # An adapter bug must not leave the keys reserved until the lease runs out.
         fail(f"unexpected: {type(exc).__name__}")
         raise
     outcomes = []
     for item, key, link in zip(unit, keys, links, strict=True):
+        now = run.clock()
         entry = run.ledger.record_created(
-            key,
-            created,
-            drafted_on=run.today,
-            now=run.clock(),
-            subject=draft.subject,
-            recipients=draft.to,
+            key, created, drafted_on=run.today, now=now, subject=draft.subject, recipients=draft.to
         )
         log.info(
             "draft created",
@@ -334,12 +315,16 @@ def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
     return outcomes
 
 
-def _unsent(run: _Run, item: PlannedRow) -> LedgerEntry | None:
-    """The invoice's last reminder when it still waits in Drafts: the client never got it, so
-    the next, sterner one must not land on top of it."""
+def _latest(run: _Run, item: PlannedRow) -> LedgerEntry | None:
+    """The invoice's most recent reminder before this stage."""
     stage = item.decision.stage
     assert stage is not None
-    earlier = run.ledger.latest_created(run.scope, item.invoice_id, stage)
+    return run.ledger.latest_created(run.scope, item.invoice_id, stage)
+
+
+def _unsent(run: _Run, earlier: LedgerEntry | None) -> LedgerEntry | None:
+    """The invoice's last reminder when it still waits in Drafts: the client never got it, so
+    the next, sterner one must not land on top of it."""
     if earlier is None or earlier.draft_id is None:
         return None
     try:
@@ -404,21 +389,23 @@ def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
 
 
 def _build(
-    run: _Run, unit: list[PlannedRow], email: RenderedEmail, keys: list[DraftKey]
+    run: _Run,
+    item: PlannedRow,
+    key: DraftKey,
+    email: RenderedEmail,
+    earlier: LedgerEntry | None,
 ) -> OutgoingDraft:
-    item, key = unit[0], keys[0]
+    """The draft for ``key``; a statement is found again (crash recovery) by its first
+    invoice's key. With ``earlier``, a follow-up in that reminder's thread."""
     assert item.invoice is not None
     subject = email.subject
     thread: ThreadRef | None = None
-    if run.settings.thread_followups and len(unit) == 1:
-        earlier = run.ledger.latest_created(run.scope, item.invoice_id, key.stage)
-        if earlier is not None and earlier.rfc_message_id:
-            # Gmail threads a reply only when its subject matches the thread's: reuse the
-            # earlier reminder's subject (kept in the ledger as metadata).
-            first = _without_re(earlier.subject or subject)
-            subject = f"Re: {first}"
-            thread = ThreadRef(earlier.thread_id, earlier.rfc_message_id, first)
-    # A statement is found again (crash recovery) by its first invoice's key.
+    if earlier is not None and earlier.rfc_message_id:
+        # Gmail threads a reply only when its subject matches the thread's: reuse the
+        # earlier reminder's subject (kept in the ledger as metadata).
+        first = _REPLY_PREFIX.sub("", earlier.subject or subject)
+        subject = f"Re: {first}"
+        thread = ThreadRef(earlier.thread_id, earlier.rfc_message_id, first)
     return build_draft(
         key,
         item.invoice.client_emails,
@@ -429,7 +416,3 @@ def _build(
         domain=run.settings.sender_domain,
         now=run.clock(),
     )
-
-
-def _without_re(subject: str) -> str:
-    return subject[3:].lstrip() if subject.lower().startswith("re:") else subject

@@ -34,11 +34,10 @@ class HeaderInjectionError(ValueError):
         self.field = field
 
 
-def check_header_value(field: str, value: str) -> str:
-    """``value`` unchanged, or HeaderInjectionError if it has a CR or LF."""
+def check_header_value(field: str, value: str) -> None:
+    """HeaderInjectionError if ``value`` has a CR or LF."""
     if "\r" in value or "\n" in value:
         raise HeaderInjectionError(field)
-    return value
 
 
 def message_id_for(key: DraftKey, domain: str) -> str:
@@ -151,11 +150,9 @@ def _address(field: str, value: str) -> Address:
     header = policy.default.header_factory("To", value)
     addresses: tuple[Address, ...] = getattr(header, "addresses", ())
     defects: tuple[object, ...] = getattr(header, "defects", ())
-    if len(addresses) != 1 or defects:
+    if len(addresses) != 1 or defects or not addresses[0].username or not addresses[0].domain:
         raise ValueError(f"{field} must be exactly one email address: {value!r}")
     address: Address = addresses[0]
-    if not address.username or not address.domain:
-        raise ValueError(f"{field} must be exactly one email address: {value!r}")
     if not address.domain.isascii():
         # An addr-spec cannot carry RFC 2047 words: an internationalised domain goes as its
         # IDNA (punycode) form, which every mail system routes.
@@ -169,21 +166,19 @@ def _address(field: str, value: str) -> Address:
 
 def _references(thread: ThreadRef) -> list[str]:
     """In-Reply-To is the earlier draft; References adds the thread's root when it is known."""
-    ids: list[str] = []
-    if thread.thread_id is not None:
-        check_header_value("thread.thread_id", thread.thread_id)
-    if thread.subject is not None:
-        check_header_value("thread.subject", thread.subject)
-    parent = thread.rfc_message_id
-    if parent is not None:
-        check_header_value("thread.rfc_message_id", parent)
-        if not _MSG_ID.match(parent):
-            raise ValueError(f"thread.rfc_message_id {parent!r} is not a <id@domain> Message-ID")
+    root, parent = thread.thread_id, thread.rfc_message_id
+    for field, value in (
+        ("thread_id", root),
+        ("subject", thread.subject),
+        ("rfc_message_id", parent),
+    ):
+        if value is not None:
+            check_header_value(f"thread.{field}", value)
+    if parent is not None and not _MSG_ID.match(parent):
+        raise ValueError(f"thread.rfc_message_id {parent!r} is not a <id@domain> Message-ID")
     # Gmail's threadId is an opaque hex id; a Maildir sink uses the root's Message-ID as the
     # thread id, which belongs first in References so every client threads the chain.
-    root = thread.thread_id
-    if root is not None and _MSG_ID.match(root) and root != parent:
-        ids.append(root)
+    ids = [root] if root is not None and _MSG_ID.match(root) and root != parent else []
     if parent is not None:
         ids.append(parent)
     return ids

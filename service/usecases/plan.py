@@ -51,9 +51,7 @@ class PlannedRow:
 
 def _row_number(raw: Mapping[str, object], position: int) -> int:
     value = raw.get("row")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return position
+    return value if isinstance(value, int) and not isinstance(value, bool) else position
 
 
 def plan(
@@ -97,9 +95,8 @@ def plan(
                 PlannedRow(item.row, item.invoice_id, error, item, {"invoice_id": message}, fix=fix)
             )
         else:
-            planned = PlannedRow(
-                item.row, item.invoice_id, decide(item, today, settings.policy), item
-            )
+            decision = decide(item, today, settings.policy)
+            planned = PlannedRow(item.row, item.invoice_id, decision, item)
             if render and planned.is_draft:
                 planned = render_email(planned, settings.render, templates)
             out.append(planned)

@@ -43,25 +43,19 @@ REASON_TEXT: Mapping[Reason, str] = {
 }
 
 
-def reason_message(reason: Reason, stage: int | None, days: int | None, errors: str = "") -> str:
+def reason_message(reason: Reason, stage: int | None, days: int | None, errors: str | None) -> str:
     """The plain-words explanation of a reason."""
     if reason is Reason.NOT_DUE and not days:
         return "Not overdue yet."
-    return REASON_TEXT[reason].format(stage=stage, days=days, errors=errors)
+    return REASON_TEXT[reason].format(stage=stage, days=days, errors=errors or "")
 
 
 def planned_row_dict(
     item: PlannedRow, *, locale: str = "en_US", with_body: bool = True
 ) -> dict[str, Any]:
     """A plan row as the API returns it."""
-    d = item.decision
-    errors = item.errors
-    message = reason_message(
-        d.reason,
-        d.stage,
-        d.days_overdue,
-        "; ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "",
-    )
+    d, errors = item.decision, item.errors
+    detail = "; ".join(f"{k}: {v}" for k, v in (errors or {}).items())
     out: dict[str, Any] = {
         "row": item.row,
         "invoice_id": item.invoice_id,
@@ -70,7 +64,7 @@ def planned_row_dict(
         # Action and Reason are StrEnums: strings already, written as their values.
         "action": d.action,
         "reason": d.reason,
-        "message": message,
+        "message": reason_message(d.reason, d.stage, d.days_overdue, detail),
     }
     inv = item.invoice
     if inv is not None:
@@ -139,9 +133,7 @@ def outcome_row_dict(
     out["action"] = outcome.action.value
     out["reason"] = outcome.reason.value
     if outcome.reason is not d.reason:
-        out["message"] = reason_message(
-            outcome.reason, d.stage, d.days_overdue, outcome.error or ""
-        )
+        out["message"] = reason_message(outcome.reason, d.stage, d.days_overdue, outcome.error)
     if outcome.error and outcome.reason is not Reason.GMAIL_UNAUTHORIZED:
         out.setdefault("errors", {})["draft"] = outcome.error
     if outcome.retryable is not None:
@@ -196,6 +188,7 @@ def aging_report(items: Iterable[PlannedRow], today: dt.date, locale: str) -> li
             return {"amount": str(amount), "formatted": format_money(amount, currency, locale)}
 
         dso = a.dso
+        note = "nothing invoiced in the last 90 days" if a.dated else "needs sent_date"
         out.append(
             {
                 "currency": currency,
@@ -203,9 +196,7 @@ def aging_report(items: Iterable[PlannedRow], today: dt.date, locale: str) -> li
                 "open": money(a.open_balance),
                 "top_clients": [{"client_name": name, **money(v)} for name, v in a.top_clients()],
                 "dso_days": None if dso is None else str(dso),
-                "dso_note": None
-                if dso is not None
-                else ("needs sent_date" if not a.dated else "nothing invoiced in the last 90 days"),
+                "dso_note": None if dso is not None else note,
             }
         )
     return out

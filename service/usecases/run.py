@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.domain.dates import today_in
@@ -244,54 +244,6 @@ def run_sheet(
         write_error=write_error,
         write_error_code=write_code,
         alerted=alerted,
-    )
-
-
-class Wiring(Protocol):
-    """A run's configured collaborators (service.bootstrap.Services)."""
-
-    templates: TemplateSet
-
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def ledger(self) -> Ledger: ...
-    @property
-    def run_settings(self) -> RunSettings: ...
-    @property
-    def payment_links(self) -> PaymentLinks | None: ...
-    def sink_for(self, access_token: str | None) -> DraftSink: ...
-    def notifier(self) -> Notifier | None: ...
-    def after_draft(self, outcome: DraftOutcome) -> None: ...
-    def draft_log(self, source: InvoiceSource) -> DraftLog | None: ...
-
-
-def run_wired(
-    wiring: Wiring,
-    source: InvoiceSource,
-    on_progress: Progress | None = None,
-    *,
-    today: dt.date | None,
-    dry_run: bool,
-    force: bool,
-    sink: DraftSink | None = None,
-) -> RunReport:
-    """run_sheet() over ``source`` with the configured collaborators (the CLI's and the API's)."""
-    return run_sheet(
-        source,
-        ledger=wiring.ledger,
-        sink=(lambda: sink) if sink is not None else (lambda: wiring.sink_for(None)),
-        templates=wiring.templates,
-        settings=wiring.run_settings,
-        clock=wiring.clock,
-        today=today,
-        dry_run=dry_run,
-        force=force,
-        notifier=wiring.notifier(),
-        on_progress=on_progress,
-        on_created=wiring.after_draft,
-        payment_links=wiring.payment_links,
-        draft_log=wiring.draft_log(source),
     )
 
 

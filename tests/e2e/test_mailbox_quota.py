@@ -57,5 +57,12 @@ def test_two_instances_of_two_workers_share_one_mailboxs_quota(
     assert [r.status_code for r in responses] == [200] * 4
     assert Counter(row["reason"] for r in responses for row in r.json()["rows"]) == {"drafted": 800}
     assert len(keys) == len(set(keys)) == 800 and creates == 800  # not one refused with a 429
-    most = max(bisect_left(stamps, t + 1000) - i for i, t in enumerate(stamps))
-    assert most <= 25, f"{most} drafts within one second: Gmail allows 25"
+    # Slots are handed out 1/24 s apart, so the whole run cannot be shorter than 800 slots:
+    # separate paces per process (the bug) would take about 8 s here.
+    span_s = (stamps[-1] - stamps[0]) / 1000
+    assert span_s >= 775 / 25, f"800 drafts in {span_s:.1f} s: above Gmail's 25 a second"
+    # Gmail limits a moving average and allows short bursts; a process woken late on a busy CPU
+    # delivers its call beside the next slot's, so one second may hold a few more than 25.
+    # Over five seconds that jitter is at most one second's worth, far below 4 paces' 480.
+    most = max(bisect_left(stamps, t + 5000) - i for i, t in enumerate(stamps))
+    assert most <= 6 * 25, f"{most} drafts within five seconds: Gmail allows 25 a second"

@@ -133,7 +133,7 @@ def test_reservation_left_by_a_crash_is_adopted_not_duplicated() -> None:
     )
     key = DraftKey("sheet-1", "A", 7)
     assert planned[0].email is not None
-    sink.create(_build(run_ctx, planned[:1], planned[0].email, [key]))
+    sink.create(_build(run_ctx, planned[0], key, planned[0].email, None))
     # Within the lease, another caller sees it busy; after it, the key is recovered.
     busy = run(ROWS[:1], ledger, sink, clock=clock)
     assert busy.outcomes[0].reason.value == "duplicate" and busy.outcomes[0].retryable

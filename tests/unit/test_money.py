@@ -38,3 +38,11 @@ def test_numbers_have_two_decimals_and_the_locales_separators(
     amount: str, locale: str, expected: str
 ) -> None:
     assert format_number(Decimal(amount), locale) == expected
+
+
+@pytest.mark.parametrize("digits", [23, 64, 70, 309])
+def test_an_amount_of_any_length_keeps_every_digit(digits: int) -> None:
+    # An integer cell of 70 digits once raised InvalidOperation: the rounding context was 64.
+    text = "1" + "0" * (digits - 1)
+    assert format_money(Decimal(text), "USD", "en_US").replace(",", "") == f"${text}.00"
+    assert format_number(-Decimal(text), "en_US").replace(",", "") == f"-{text}.00"
