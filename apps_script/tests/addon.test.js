@@ -80,6 +80,8 @@ test('the sidebar is 300 px wide, titled, and inlines its stylesheet and script'
   assert.match(content, /<link rel="stylesheet" href="https:\/\/ssl\.gstatic\.com\/docs\/script\/css\/add-ons1\.css">/);
   assert.match(content, /<style>/);
   assert.match(content, /google\.script\.run/);
+  // SidebarModel.html before SidebarView.html, which uses it.
+  assert.ok(content.indexOf('var SidebarModel =') > 0 && content.indexOf('var SidebarModel =') < content.indexOf('var M = SidebarModel;'), 'the model is inlined before the view');
   assert.match(content, /data-auto-start="generate"/);
   assert.doesNotMatch(content, /<\?/, 'no scriptlet left unevaluated');
   context.showSettings();

@@ -166,7 +166,7 @@ test('steps 2.3–2.5: the whitelist command edits the manifest, and clasp pushe
     assert.equal(status.status, 0, status.stdout + status.stderr);
     const pushed = JSON.parse(status.stdout).filesToPush.sort();
     assert.deepEqual(block('files').split(/\s+/).filter(Boolean).sort(), pushed, 'the guide lists what clasp pushes');
-    assert.deepEqual(pushed, ['Api.js', 'Code.js', 'Currency.js', 'JavaScript.html', 'Run.js', 'Settings.html', 'Sheet.js', 'Sidebar.html', 'Stylesheet.html', 'Trigger.js', 'WriteBack.js', 'appsscript.json']);
+    assert.deepEqual(pushed, ['Api.js', 'Code.js', 'Currency.js', 'Run.js', 'Settings.html', 'Sheet.js', 'Sidebar.html', 'SidebarModel.html', 'SidebarView.html', 'Stylesheet.html', 'Trigger.js', 'WriteBack.js', 'appsscript.json']);
     const served = JSON.parse(fs.readFileSync(path.join(ADDON, 'tsconfig.json'), 'utf8')).files;
     assert.ok(served.every((f) => pushed.includes(f)), 'every server file the tests load is pushed');
   } finally {

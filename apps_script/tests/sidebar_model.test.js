@@ -1,6 +1,6 @@
 'use strict';
 /**
- * The sidebar's model (SidebarModel in JavaScript.html), in Node: aging
+ * The sidebar's model (SidebarModel.html), in Node: aging
  * summed over the chunks the sidebar sends, drafts waiting unsent, error rows
  * grouped by fix, a statement's rows as one group, and each row's outcome in
  * the words the bookkeeper reads. The same answers from the real API are

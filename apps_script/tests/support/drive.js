@@ -1,6 +1,6 @@
 'use strict';
 /**
- * Drives a run the way the sidebar's JavaScript does: beginRun once, then
+ * Drives a run the way the sidebar (SidebarView.html) does: beginRun once, then
  * runChunk for each chunk — again for the same chunk while the API says rows
  * are `remaining` — each call a separate execution.
  */
