@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -149,7 +149,10 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
     return Decision(Action.DRAFT, reason, overdue, stage)
 
 
-def duplicate_ids(rows: Iterable[Invoice | RowError]) -> set[str]:
-    """Invoice ids that appear on more than one row (each copy is an error)."""
-    counts = Counter(r.invoice_id for r in rows)
-    return {invoice_id for invoice_id, n in counts.items() if n > 1 and invoice_id}
+def duplicate_ids(rows: Iterable[Invoice | RowError]) -> dict[str, list[int | None]]:
+    """The rows of each invoice id that appears on more than one (each copy is an error)."""
+    rows_of: defaultdict[str, list[int | None]] = defaultdict(list)
+    for r in rows:
+        if r.invoice_id:
+            rows_of[r.invoice_id].append(r.row)
+    return {invoice_id: rows for invoice_id, rows in rows_of.items() if len(rows) > 1}

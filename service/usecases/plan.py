@@ -76,10 +76,6 @@ def plan(
         for position, raw in enumerate(raw_rows, FIRST_ROW)
     ]
     duplicates = duplicate_ids(parsed)
-    rows_of: dict[str, list[int | None]] = {}
-    for item in parsed:
-        if item.invoice_id in duplicates:
-            rows_of.setdefault(item.invoice_id, []).append(item.row)
     columns = {field: header for header, field in names.items()}
     out: list[PlannedRow] = []
     for item in parsed:
@@ -90,7 +86,7 @@ def plan(
         elif item.invoice_id in duplicates:
             message = f"invoice_id {item.invoice_id!r} appears on more than one row"
             error = Decision(Action.ERROR, Reason.DUPLICATE_INVOICE_ID)
-            fix = fix_for_duplicate(item.invoice_id, rows_of[item.invoice_id])
+            fix = fix_for_duplicate(item.invoice_id, duplicates[item.invoice_id])
             out.append(
                 PlannedRow(item.row, item.invoice_id, error, item, {"invoice_id": message}, fix=fix)
             )
