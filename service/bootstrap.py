@@ -26,10 +26,10 @@ from service.ports import (
     RunStore,
     utc_now,
 )
-from service.rendering import TemplateSet
+from service.rendering import RenderSettings, TemplateSet
 from service.usecases.drafts import DraftOutcome, DraftSettings
 from service.usecases.plan import PlanSettings
-from service.usecases.run import DraftLog, Progress, RunReport, RunSettings, Window, run_sheet
+from service.usecases.run import Progress, RunReport, RunSettings, Window, run_sheet
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -63,7 +63,7 @@ class Services:
     def plan_settings(self) -> PlanSettings:
         """The settings plan() takes."""
         s = self.settings
-        return PlanSettings(s.policy, s.parse_options, s.render_settings)
+        return PlanSettings(s.policy, s.parse_options, RenderSettings(s.locale, s.sender_name))
 
     @property
     def draft_settings(self) -> DraftSettings:
@@ -74,12 +74,11 @@ class Services:
             sender = f"invoices@{s.sender_domain}"
         if sender and s.sender_name and "<" not in sender:
             sender = f"{s.sender_name} <{sender}>"
-        # Without GMAIL_SENDER, a Gmail draft has no From: Gmail fills in the address of the
-        # mailbox it is created in (the sidebar user's own).
+        # No GMAIL_SENDER: a Gmail draft has no From, and Gmail fills in its mailbox's (the user's).
         return DraftSettings(
             sender=sender or None,
             sender_domain=s.sender_domain,
-            render=s.render_settings,
+            render=RenderSettings(s.locale, s.sender_name),
             lease_seconds=s.reservation_lease_seconds,
             thread_followups=s.thread_followups,
             concurrency=s.draft_concurrency,
@@ -89,8 +88,7 @@ class Services:
         )
 
     def _database(self) -> Engine:
-        """The ledger's database, migrated. Made on first use, so each gunicorn worker opens its
-        own connections after the fork; under the lock, as two threads must not both migrate."""
+        """The ledger's database, made on first use (after the fork) and migrated by one thread."""
         with self._lock:
             if self._engine is None:
                 from service.adapters.ledger_sql import make_engine
@@ -173,8 +171,7 @@ class Services:
         )
 
     def source(self, kind: str | None = None) -> InvoiceSource:
-        """The configured invoice source: ``sheets`` when GOOGLE_SHEETS_SPREADSHEET_ID is set,
-        else the ``csv`` file INVOICES_FILE; ``kind`` forces one."""
+        """The ``kind`` source; by default sheets with GOOGLE_SHEETS_SPREADSHEET_ID, else csv."""
         s = self.settings
         kind = kind or ("sheets" if s.google_sheets_spreadsheet_id else "csv")
         if kind == "csv":
@@ -212,8 +209,7 @@ class Services:
                 "No Google credentials for Sheets: run `invoice-collector auth` "
                 "(or set GOOGLE_SERVICE_ACCOUNT_FILE)."
             )
-        # TIMEZONE, when set, overrides the spreadsheet's own zone and saves the one
-        # spreadsheets.get a run otherwise spends to learn it.
+        # TIMEZONE, if set, overrides the sheet's zone and saves the spreadsheets.get to learn it.
         return SheetsSource(
             s.google_sheets_spreadsheet_id,
             s.google_sheets_range,
@@ -233,6 +229,14 @@ class Services:
         sink: DraftSink | None = None,
     ) -> RunReport:
         """run_sheet() over ``source`` with these collaborators (the CLI's and the API's)."""
+        s = self.settings
+        notifier: Notifier | None = None
+        if s.slack_webhook_url:  # Slack alerts for late, large drafts
+            from service.adapters.slack import SlackNotifier
+
+            notifier = SlackNotifier(s.slack_webhook_url, s.slack_min_amount, locale=s.locale)
+        # SHEETS_LOG_TAB: only a Google Sheet source has a Log tab to append to.
+        tab, append = s.sheets_log_tab, getattr(source, "append_rows", None)
         return run_sheet(
             source,
             ledger=self.ledger,
@@ -243,27 +247,12 @@ class Services:
             today=today,
             dry_run=dry_run,
             force=force,
-            notifier=self.notifier(),
+            notifier=notifier,
             on_progress=on_progress,
             on_created=self.after_draft,
             payment_links=self.payment_links,
-            draft_log=self.draft_log(source),
+            draft_log=partial(append, tab) if tab and append is not None else None,
         )
-
-    def draft_log(self, source: InvoiceSource) -> DraftLog | None:
-        """SHEETS_LOG_TAB's writer for a Google Sheet source (None when off or not a sheet)."""
-        tab = self.settings.sheets_log_tab
-        append = getattr(source, "append_rows", None)  # only a Google Sheet has a Log tab
-        return partial(append, tab) if tab and append is not None else None
-
-    def notifier(self) -> Notifier | None:
-        """The Slack alert for late, large drafts, when SLACK_WEBHOOK_URL is set."""
-        s = self.settings
-        if not s.slack_webhook_url:
-            return None
-        from service.adapters.slack import SlackNotifier
-
-        return SlackNotifier(s.slack_webhook_url, s.slack_min_amount, locale=s.locale)
 
     @cached_property
     def payment_links(self) -> PaymentLinks | None:

@@ -10,10 +10,10 @@ import secrets
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from dotenv import dotenv_values
@@ -73,8 +73,7 @@ def _settings(ctx: click.Context) -> Settings:
             obj["settings"] = load_settings()
         except ConfigError as exc:
             raise CliExit(f"configuration: {exc}", EXIT_CONFIG) from exc
-    settings: Settings = obj["settings"]
-    return settings
+    return cast(Settings, obj["settings"])
 
 
 def _services(ctx: click.Context, **overrides: Any) -> Services:
@@ -206,36 +205,31 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
         yield progress if enabled else None
 
 
-def _exit_code_for(exc: Exception) -> int | None:
-    from service.adapters.csvfile import CsvSourceError, FileChangedError, FileInUseError
-    from service.adapters.intuit_auth import QuickBooksError
-    from service.adapters.sheets import SheetsError
-
-    if isinstance(exc, AuthorizationError):
-        return EXIT_AUTH
-    if isinstance(exc, ConfigError | FileNotFoundError | IsADirectoryError | PermissionError):
-        return EXIT_CONFIG
-    # A full disk, a network hiccup, a file being edited meanwhile: worth another try.
-    if isinstance(exc, OSError | FileChangedError | FileInUseError):
-        return EXIT_FAILED
-    if isinstance(exc, CsvSourceError):
-        return EXIT_CONFIG
-    if isinstance(exc, QuickBooksError):
-        return EXIT_FAILED if exc.code in {"rate_limited", "unavailable"} else EXIT_CONFIG
-    if isinstance(exc, SheetsError):
-        # 403 without a rate-limit reason: the sheet is not shared with this account.
-        return EXIT_FAILED if exc.retryable else EXIT_AUTH if exc.status == 403 else EXIT_CONFIG
-    return None
-
-
 @contextmanager
 def _stopped_as_exit(what: str) -> Iterator[None]:
     """An error that stops the command becomes its message and the exit code cron acts on."""
     try:
         yield
     except Exception as exc:
-        code = _exit_code_for(exc)
-        if code is None:
+        from service.adapters.csvfile import CsvSourceError, FileChangedError, FileInUseError
+        from service.adapters.intuit_auth import QuickBooksError
+        from service.adapters.sheets import SheetsError
+
+        if isinstance(exc, AuthorizationError):
+            code = EXIT_AUTH
+        elif isinstance(exc, ConfigError | FileNotFoundError | IsADirectoryError | PermissionError):
+            code = EXIT_CONFIG
+        # A full disk, a network hiccup, a file being edited meanwhile: worth another try.
+        elif isinstance(exc, OSError | FileChangedError | FileInUseError):
+            code = EXIT_FAILED
+        elif isinstance(exc, CsvSourceError):
+            code = EXIT_CONFIG
+        elif isinstance(exc, QuickBooksError):
+            code = EXIT_FAILED if exc.code in {"rate_limited", "unavailable"} else EXIT_CONFIG
+        elif isinstance(exc, SheetsError):
+            # 403 without a rate-limit reason: the sheet is not shared with this account.
+            code = EXIT_FAILED if exc.retryable else EXIT_AUTH if exc.status == 403 else EXIT_CONFIG
+        else:
             raise
         log.error("command failed", extra={"command": what, "error_type": type(exc).__name__})
         hint = " Run `invoice-collector auth` again." if code == EXIT_AUTH else ""
@@ -348,12 +342,10 @@ def run_cmd(
 
 def _waiting(sink: DraftSink | None, entry: LedgerEntry) -> bool | None:
     """Whether the draft still waits unsent in Drafts; None when this sink cannot tell."""
-    if sink is None or entry.mailbox != sink.mailbox:  # another user's Gmail: not ours to ask
-        return None
-    try:
-        return sink.in_drafts(entry)
-    except SinkError:
-        return None
+    if sink is not None and entry.mailbox == sink.mailbox:  # never another user's Gmail
+        with suppress(SinkError):
+            return sink.in_drafts(entry)
+    return None
 
 
 def _draft_dict(entry: LedgerEntry, **extra: object) -> dict[str, object]:

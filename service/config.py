@@ -1,8 +1,7 @@
 """One Settings object built from the environment (and `.env`), validated once.
 
-Nothing else in the service reads the environment: entry points call `load_settings()` and
-pass the result down. environs parses each variable (a variable `X` sets the field `x`); names
-follow DESIGN §9 and `.env.example` documents the ones a user may need.
+Nothing else reads the environment: entry points call `load_settings()` and pass the result
+down. environs parses variable `X` into field `x`; names follow DESIGN §9 and `.env.example`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from service.domain.calendar import BusinessCalendar, weekend_days
 from service.domain.decide import DEFAULT_CLOSED_STATUSES, DEFAULT_STAGES, CatchUp, Policy
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, ParseOptions
 from service.domain.money import is_known_currency
-from service.rendering import RenderSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +51,7 @@ class Settings:
     """Every knob of the service, typed."""
 
     api_keys: tuple[str, ...] = ()  # the keys alone, bound or not
-    # API_KEYS entries written `key:scope1|scope2`: such a key may use only those scopes; a
-    # key absent here may use every scope.
+    # API_KEYS entries `key:scope1|scope2` limit that key to those scopes; others use every one.
     api_key_scopes: Mapping[str, frozenset[str]] = field(
         default_factory=dict, metadata={"read_from": "API_KEYS"}
     )
@@ -157,11 +154,6 @@ class Settings:
         return ParseOptions(self.default_currency, self.date_format, self.column_map)
 
     @property
-    def render_settings(self) -> RenderSettings:
-        """How emails are formatted."""
-        return RenderSettings(locale=self.locale, sender_name=self.sender_name)
-
-    @property
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret, to be masked should one reach a log line."""
         values = (self.stripe_api_key, self.slack_webhook_url)
@@ -174,7 +166,6 @@ class Settings:
 
 
 def _thresholds(text: str, default_currency: str) -> dict[str, Decimal]:
-    """``1000`` (in ``default_currency``) or ``1000 USD, 900 EUR`` as amounts by currency."""
     out: dict[str, Decimal] = {}
     entries = [part.strip() for part in text.split(",") if part.strip()]
     for entry in entries:
@@ -242,18 +233,16 @@ def _column_pair(entry: str) -> tuple[str, str]:
 
 
 def _bindings(
-    name: str, entries: tuple[str, ...], *, who_is: str, secret: bool
+    name: str, entries: tuple[str, ...], *, who_is: str
 ) -> tuple[tuple[str, ...], dict[str, frozenset[str]]]:
-    """Split ``who`` / ``who:scope1|scope2`` entries into every who, and the scopes of the bound.
-
-    Only the first ``:`` separates, so a scope may hold one (``file:invoices.csv``).
-    """
+    """Every who of ``who`` / ``who:scope1|scope2`` entries, and the scopes of those bound.
+    Only the first ``:`` separates, so a scope may hold one (``file:invoices.csv``)."""
     seen: dict[str, frozenset[str] | None] = {}
     for number, entry in enumerate(entries, 1):
         who, sep, listed = (part.strip() for part in entry.partition(":"))
         scopes = frozenset(scope.strip() for scope in listed.split("|")) if sep else None
         # A key's entry is never quoted back: the message may reach a terminal or a log.
-        shown = f"entry {number}" if secret else f"entry {number} ({entry!r})"
+        shown = f"entry {number}" if who_is == "key" else f"entry {number} ({entry!r})"
         if not who or (scopes is not None and "" in scopes):
             raise ConfigError(
                 f"{name}: {shown} is malformed; write {who_is} alone (every scope) or "
@@ -262,6 +251,8 @@ def _bindings(
         if who in seen and seen[who] != scopes:
             raise ConfigError(f"{name}: {shown} repeats an earlier {who_is} with other scopes")
         seen[who] = scopes
+    if who_is == "address" and (bad := [who for who in seen if "@" not in who]):
+        raise ConfigError(f"{name}: {bad[0]!r} is neither an address nor an @domain")
     bound = {who: scopes for who, scopes in seen.items() if scopes is not None}
     return tuple(seen), bound
 
@@ -271,9 +262,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     read, default, s = _MappingEnv(env), Settings(), dict[str, Any]()
     # Each field is read by its type, as annotated (a string, under `from __future__`).
     readers: dict[str, tuple[Callable[..., Any], ...]] = {
-        "str": (read.str,), "str | None": (read.str,), "Path": (read.path,),
-        "Path | None": (read.path,), "bool": (read.bool,), "int": (read.int,),
-        "float": (read.float,), "Decimal": (read.decimal,), "tuple[int, ...]": (read.list, int),
+        "str": (read.str,), "Path": (read.path,), "bool": (read.bool,), "int": (read.int,),
+        "float": (read.float,), "tuple[int, ...]": (read.list, int),
         "tuple[str, ...]": (read.list, str.strip), "frozenset[str]": (read.list, str.strip),
         "Mapping[str, str]": (read.list, _column_pair),
     }  # fmt: skip
@@ -297,7 +287,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     for f in fields(Settings):
         if "read_from" in f.metadata:  # filled below from the variable it names
             continue
-        name, (parse, *subcast) = f.name.upper(), readers[str(f.type)]
+        name, (parse, *subcast) = f.name.upper(), readers[str(f.type).removesuffix(" | None")]
         positive = check.Range(0, min_inclusive=False) if f.type == "float" else None
         try:
             value = parse(
@@ -313,20 +303,14 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             value = tuple(item for item in value if item != "")
         s[f.name] = value.expanduser() if isinstance(value, Path) else value
 
-    s["api_keys"], s["api_key_scopes"] = _bindings(
-        "API_KEYS", s["api_keys"], who_is="key", secret=True
-    )
+    s["api_keys"], s["api_key_scopes"] = _bindings("API_KEYS", s["api_keys"], who_is="key")
     identities = tuple(
         who.lower() + sep + scopes
         for who, sep, scopes in (entry.partition(":") for entry in s["allowed_google_identities"])
     )  # addresses are matched in lower case; spreadsheet ids are case-sensitive
     s["allowed_google_identities"], s["google_identity_scopes"] = _bindings(
-        "ALLOWED_GOOGLE_IDENTITIES", identities, who_is="address", secret=False
+        "ALLOWED_GOOGLE_IDENTITIES", identities, who_is="address"
     )
-    if bad := [who for who in s["allowed_google_identities"] if "@" not in who]:
-        raise ConfigError(
-            f"ALLOWED_GOOGLE_IDENTITIES: {bad[0]!r} is neither an address nor an @domain"
-        )
     s["default_currency"] = s["default_currency"].upper()
     s["timezone_override"] = (env.get("TIMEZONE") or "").strip() or None  # checked above
     if s["timezone_override"] is None:

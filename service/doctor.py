@@ -1,7 +1,6 @@
 """`invoice-collector doctor`: a configuration checked end to end, one verdict per check.
 
-Each check reads (a setting, the database's revision, one Sheets read, one Gmail profile) and
-never drafts or writes to a sheet; a failure says what was found and how to fix it.
+Checks only read (a setting, the database's revision, one Sheets read, one Gmail profile).
 """
 
 from __future__ import annotations
@@ -46,11 +45,7 @@ class Check:
 
 
 class Problem(Exception):
-    """A check failed: what was found, and the fix."""
-
-    def __init__(self, found: str, fix: str) -> None:
-        super().__init__(found)
-        self.fix = fix
+    """A check failed: its args are what was found, and the fix."""
 
 
 def _run(name: str, fix: str, test: Callable[[], str]) -> Check:
@@ -58,7 +53,7 @@ def _run(name: str, fix: str, test: Callable[[], str]) -> Check:
     try:
         return Check(name, True, test())
     except Problem as problem:
-        return Check(name, False, str(problem), problem.fix)
+        return Check(name, False, *problem.args)
     except Exception as exc:
         said = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, however told
         return Check(name, False, said.rstrip(":"), fix)
@@ -73,12 +68,9 @@ def diagnose(s: Settings, *, clock: Clock, timers: Sequence[Path] = TIMERS) -> I
     said = f"invoices from {origin}, drafts to {s.drafts_backend}"
     yield Check("settings", True, f"{said}, window {s.window_start:02d}–{s.window_end:02d}h")
 
-    if errors := services.templates.errors:
-        yield Check(
-            "templates", False, "; ".join(errors.values()), f"fix the files in {s.templates_dir}"
-        )
-    else:
-        yield Check("templates", True, f"{len(s.stages)} stages load")
+    errors = "; ".join(services.templates.errors.values())  # each message is non-empty
+    fix = f"fix the files in {s.templates_dir}" if errors else ""
+    yield Check("templates", not errors, errors or f"{len(s.stages)} stages load", fix)
 
     def database() -> str:
         from service.adapters.ledger_sql import make_engine

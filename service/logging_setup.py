@@ -1,11 +1,9 @@
 """Structured JSON logs, with secrets redacted before a line is written.
 
-The contract for callers: log ids and metadata (invoice_id, stage, draft_id, row, counts,
-status codes), never an email body, a rendered template or a token. As a second line of
-defence the formatter here masks anything that looks like a credential and drops ``extra`` keys
-that name a body, but it cannot recognise a body passed in the message text itself.
-
-Use ``logger.info("draft created", extra={"invoice_id": "INV-1", "stage": 7})``.
+Callers log ids and metadata in ``extra`` (invoice_id, stage, draft_id, row, counts, status
+codes), never an email body, a rendered template or a token. As a second line of defence the
+formatter masks anything that looks like a credential and drops ``extra`` keys that name a
+body, but it cannot recognise a body passed in the message text itself.
 """
 
 from __future__ import annotations
@@ -46,14 +44,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A Slack webhook URL is itself the credential; requests' errors quote only its path.
     (re.compile(r"/services/T[0-9A-Za-z]+/B[0-9A-Za-z]+/[0-9A-Za-z]+"), f"/services/{REDACTED}"),
 )
-# Shorter configured secrets are not replaced: masking "abc" everywhere would wreck the logs,
-# and configuration should refuse keys that short anyway.
+# Shorter secrets are left: masking "abc" everywhere would wreck logs (config should refuse them).
 MIN_SECRET_LENGTH = 8
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line (ts, level, logger, msg, then the ``extra`` keys) in which
-    credentials (known token shapes plus the configured secrets) and bodies are masked."""
+    """One JSON line (ts, level, logger, msg, extras), credentials and bodies masked."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -74,15 +70,13 @@ class JsonFormatter(logging.Formatter):
             return OMITTED
         if key and _SECRET_KEY.search(key) and value not in (None, ""):
             return REDACTED
-        if isinstance(value, str):
-            return self.redact(value)
         if isinstance(value, bool | int | float) or value is None:
             return value
         if isinstance(value, Mapping):
             return {str(k): self.redact_value(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [self.redact_value(v) for v in value]
-        return self.redact(str(value))
+        return self.redact(str(value))  # a string, or anything else as its text
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON line (tracebacks redacted too: exception text may quote a URL)."""

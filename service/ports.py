@@ -1,7 +1,6 @@
 """The small interfaces the use cases talk to. Adapters implement them; tests use fakes.
 
-Nothing here does I/O. Types are plain frozen dataclasses so they cross process and thread
-boundaries without surprises.
+Nothing here does I/O; types are frozen dataclasses, so they cross processes and threads safely.
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# --- Drafts ---
+KEY_HEADER = "X-Invoice-Collector-Key"  # every sink finds its drafts by this header
+
+
 @dataclass(frozen=True)
 class DraftKey:
     """The exactly-once key: one draft per (scope, invoice, stage), ever."""
@@ -35,7 +36,7 @@ class DraftKey:
     stage: int
 
     def header_value(self) -> str:
-        """The value of the X-Invoice-Collector-Key header."""
+        """The value of the KEY_HEADER header."""
         return f"{self.scope}/{self.invoice_id}/{self.stage}"
 
 
@@ -101,8 +102,7 @@ class DraftSink(Protocol):
     """Where drafts go: Gmail, a Maildir, a fake."""
 
     @property
-    def mailbox(self) -> str | None:
-        """The address whose Drafts this sink writes to (None: a local folder)."""
+    def mailbox(self) -> str | None: ...
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
         """Create one draft. Raises SinkError (or AuthorizationError)."""
@@ -114,7 +114,6 @@ class DraftSink(Protocol):
         """True while the draft in ``entry`` still waits in Drafts (not sent, not deleted)."""
 
 
-# --- The ledger ---
 class EntryState(StrEnum):
     RESERVED = "reserved"
     CREATED = "created"
@@ -153,23 +152,12 @@ class ClaimOutcome(StrEnum):
 class Claim:
     outcome: ClaimOutcome
     entry: LedgerEntry
-    # True when the key was taken over from a crashed holder (expired lease): the caller must
-    # look for the draft in the sink before creating it.
+    # Taken over from a crashed holder (expired lease): look for the draft before creating it.
     recovered: bool = False
 
 
 class Ledger(Protocol):
     """Exactly-once bookkeeping keyed by DraftKey; safe across threads, processes and hosts."""
-
-    def claim(
-        self,
-        key: DraftKey,
-        *,
-        now: dt.datetime,
-        lease_seconds: float,
-        request_key: str | None = None,
-    ) -> Claim:
-        """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
 
     def claim_all(
         self,
@@ -179,7 +167,8 @@ class Ledger(Protocol):
         lease_seconds: float,
         request_key: str | None = None,
     ) -> list[Claim]:
-        """Claim every key in one transaction or none (the others then answer BUSY)."""
+        """Reserve each key (a unique insert) or take over a failed or expired reservation;
+        all in one transaction or none (the others then answer BUSY)."""
 
     def record_created(
         self,
@@ -196,14 +185,12 @@ class Ledger(Protocol):
     def record_failed(self, key: DraftKey, error: str, *, now: dt.datetime) -> LedgerEntry:
         """Release a claimed key as retryable after a failed create (no body in ``error``)."""
 
-    def get(self, key: DraftKey) -> LedgerEntry | None:
-        """The entry for one key."""
+    def get(self, key: DraftKey) -> LedgerEntry | None: ...
 
     def latest_created(self, scope: str, invoice_id: str, below_stage: int) -> LedgerEntry | None:
         """The most recent drafted stage below ``below_stage`` (for threading follow-ups)."""
 
 
-# --- Invoice sources (the sheet, a local file, QuickBooks) ---
 @dataclass(frozen=True)
 class SourceRow:
     """A row as the source holds it: its 1-based sheet row number and its cells by header."""
@@ -236,16 +223,14 @@ class WriteBack:
 
 
 class InvoiceSource(Protocol):
-    """Reads the invoices and writes back what was drafted."""
+    """Reads the invoices (the sheet, a file, QuickBooks) and writes back what was drafted."""
 
-    def read(self) -> SheetSnapshot:
-        """One read of every row."""
+    def read(self) -> SheetSnapshot: ...
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write only changed output cells, in one request; returns the rows written."""
 
 
-# --- Headless runs (/v1/runs) ---
 class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -275,7 +260,7 @@ class Run:
 
 
 class RunStore(Protocol):
-    """Where headless runs are recorded, so any instance can report on any run."""
+    """Where headless runs (/v1/runs) are recorded, so any instance can report on any run."""
 
     def create_run(self, scope: str, *, now: dt.datetime, total: int = 0) -> Run:
         """Store a new queued run and return it."""
@@ -294,11 +279,9 @@ class RunStore(Protocol):
     ) -> Run:
         """Change a run's state, progress, summary or results; a finished run is final."""
 
-    def get_run(self, run_id: str) -> Run | None:
-        """The run with this id, or None."""
+    def get_run(self, run_id: str) -> Run | None: ...
 
 
-# --- Alerts (Slack) ---
 @dataclass(frozen=True)
 class DraftAlert:
     """One created draft as an alert shows it: ids and amounts, never the body."""
@@ -318,7 +301,6 @@ class Notifier(Protocol):
         """Send one alert for the qualifying drafts; True when one was delivered."""
 
 
-# --- Payment links (Stripe) ---
 @dataclass(frozen=True)
 class PaymentLinkResult:
     """A link for an invoice's open balance, or why there is none (never both)."""
@@ -328,7 +310,7 @@ class PaymentLinkResult:
 
 
 class PaymentLinks(Protocol):
-    """Makes (or reuses) a payment link for what an invoice still owes."""
+    """Makes (or reuses) a Stripe payment link for what an invoice still owes."""
 
     def link_for(self, scope: str, invoice: Invoice) -> PaymentLinkResult:
         """The link for ``invoice``'s balance; failures come back as ``error``, never raised."""

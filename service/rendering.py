@@ -8,10 +8,11 @@ re-evaluates a value, so a client called ``{{ 7*7 }}`` is greeted literally.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,28 +23,57 @@ from service.domain.dates import format_date
 from service.domain.invoice import Invoice
 from service.domain.money import format_money, format_number
 
-# Every name a template may use (DESIGN §5). Adding one here makes it available everywhere.
-MERGE_FIELDS = frozenset(
-    {
-        "name",
-        "client_name",
-        "invoice_id",
-        "amount",
-        "amount_formatted",
-        "balance",
-        "balance_formatted",
-        "currency",
-        "due_date",
-        "sent_date",
-        "days_overdue",
-        "stage",
-        "partially_paid",
-        "sender_name",
-        "payment_link",
-        "notes",
-        "promised_date",
-    }
-)
+
+@dataclass(frozen=True)
+class RenderSettings:
+    locale: str = "en_US"
+    sender_name: str = ""
+
+
+@dataclass(frozen=True)
+class _Merge:
+    invoice: Invoice
+    days_overdue: int
+    stage: int
+    settings: RenderSettings
+    payment_link: str
+
+    @cached_property
+    def amount_formatted(self) -> str:
+        return format_money(self.invoice.amount, self.invoice.currency, self.settings.locale)
+
+    def balance_formatted(self) -> str:
+        # Most invoices have no payment yet: their balance is the amount, formatted once.
+        if self.invoice.amount_paid:
+            return format_money(self.invoice.balance, self.invoice.currency, self.settings.locale)
+        return self.amount_formatted
+
+    def date(self, day: dt.date | None) -> str:
+        return format_date(day, self.settings.locale) if day else ""
+
+
+# Every name a template may use (DESIGN §5) and its value for one invoice. Adding one here makes
+# it available everywhere.
+_MERGE: dict[str, Callable[[_Merge], object]] = {
+    "name": lambda m: m.invoice.client_name,
+    "client_name": lambda m: m.invoice.client_name,
+    "invoice_id": lambda m: m.invoice.invoice_id,
+    "amount": lambda m: format_number(m.invoice.amount, m.settings.locale),
+    "amount_formatted": lambda m: m.amount_formatted,
+    "balance": lambda m: format_number(m.invoice.balance, m.settings.locale),
+    "balance_formatted": _Merge.balance_formatted,
+    "currency": lambda m: m.invoice.currency,
+    "due_date": lambda m: m.date(m.invoice.due_date),
+    "sent_date": lambda m: m.date(m.invoice.sent_date),
+    "days_overdue": lambda m: m.days_overdue,
+    "stage": lambda m: m.stage,
+    "partially_paid": lambda m: bool(m.invoice.amount_paid),
+    "sender_name": lambda m: m.settings.sender_name,
+    "payment_link": lambda m: m.payment_link,
+    "notes": lambda m: m.invoice.notes,
+    "promised_date": lambda m: m.date(m.invoice.promised_date),
+}
+MERGE_FIELDS = frozenset(_MERGE)
 
 
 def template_name(stage: int) -> str:
@@ -64,17 +94,10 @@ class RenderedEmail(NamedTuple):
 class StageTemplate:
     """One stage's template, compiled, or the reason it could not be."""
 
-    stage: int
     path: Path
     source: str
     error: str | None
     fields: frozenset[str]
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    locale: str = "en_US"
-    sender_name: str = ""
 
 
 def _split(source: str) -> tuple[str, str]:
@@ -86,9 +109,7 @@ def _split(source: str) -> tuple[str, str]:
     return first[len("Subject:") :].strip(), rest[1:]
 
 
-# What the statement template (one client's due invoices in one email) may read. Each of
-# `invoices` has invoice_id, due_date, days_overdue, stage, balance_formatted, currency and
-# payment_link; each of `totals` has currency and balance_formatted.
+# What the statement template (one client's invoices in one email) may read: statement_fields.
 STATEMENT_FIELDS = frozenset(
     {"name", "client_name", "stage", "days_overdue", "invoices", "totals", "sender_name"}
 )
@@ -96,8 +117,7 @@ STATEMENT_FILE = "statement.txt"
 
 
 class TemplateSet:
-    """The six (or configured) stage templates and the statement template, compiled once and
-    linted at load."""
+    """The configured stage templates and the statement template, compiled and linted once."""
 
     def __init__(self, directory: Path, stages: Sequence[int]) -> None:
         self.directory = directory
@@ -109,10 +129,8 @@ class TemplateSet:
         )
         # No globals (range, dict, lipsum, …): templates need only their merge fields.
         self._env.globals.clear()
-        self.templates: dict[int, StageTemplate] = {}
         self._compiled: dict[int, tuple[Template, Template]] = {}
-        for stage in stages:
-            self.templates[stage] = self._load(stage, template_name(stage), MERGE_FIELDS)
+        self.templates = {s: self._load(s, template_name(s), MERGE_FIELDS) for s in stages}
         self.statement = self._load(0, STATEMENT_FILE, STATEMENT_FIELDS)
 
     def _load(self, stage: int, name: str, allowed: frozenset[str]) -> StageTemplate:
@@ -123,9 +141,8 @@ class TemplateSet:
         try:
             source = path.read_text(encoding="utf-8").replace("\r\n", "\n")
             subject, body = _split(source)
-            used: set[str] = set()
-            for part in (subject, body):
-                used |= meta.find_undeclared_variables(self._env.parse(part))
+            used = meta.find_undeclared_variables(self._env.parse(subject))
+            used |= meta.find_undeclared_variables(self._env.parse(body))
             unknown = sorted(used - allowed)
             if unknown:
                 raise ValueError(f"unknown merge field(s): {', '.join(unknown)}")
@@ -139,7 +156,7 @@ class TemplateSet:
             error = f"{path.name}: {exc.__class__.__name__}: {exc}"
         except ValueError as exc:
             error = f"{path.name}: {exc}"
-        return StageTemplate(stage, path, source, error, fields)
+        return StageTemplate(path, source, error, fields)
 
     @property
     def errors(self) -> dict[int, str]:
@@ -161,14 +178,12 @@ class TemplateSet:
         """Render one stage; raises TemplateLoadError for a stage whose template is broken."""
         compiled = self._compiled.get(stage)
         if compiled is None:
-            reason = self.errors.get(stage, f"no template for stage {stage}")
-            raise TemplateLoadError(reason)
+            raise TemplateLoadError(self.errors.get(stage, f"no template for stage {stage}"))
         subject, body = compiled
         try:
             return RenderedEmail(one_line(subject.render(fields)), body.render(fields))
         except TemplateError as exc:
-            # StrictUndefined: an attribute the value lacks ({{ amount.cents }}) is an error for
-            # this row, never a blank in a client's email.
+            # StrictUndefined: {{ amount.cents }} fails the row rather than blank a client's email.
             raise TemplateLoadError(f"stage {stage}: {exc.__class__.__name__}: {exc}") from None
 
 
@@ -187,40 +202,10 @@ def merge_fields(
     payment_link: str = "",
     only: Collection[str] | None = None,
 ) -> dict[str, object]:
-    """The values a template sees for one invoice, formatted for the configured locale.
-
-    With ``only`` (the fields a template uses), the others are not computed: formatting money
-    and dates is most of the cost of rendering a reminder.
-    """
-    locale = settings.locale
-    currency = invoice.currency
-    paid = bool(invoice.amount_paid)
-    money = cache(lambda: format_money(invoice.amount, currency, locale))
-    values: dict[str, Callable[[], object]] = {
-        "name": lambda: invoice.client_name,
-        "client_name": lambda: invoice.client_name,
-        "invoice_id": lambda: invoice.invoice_id,
-        "amount": lambda: format_number(invoice.amount, locale),
-        "amount_formatted": money,
-        "balance": lambda: format_number(invoice.balance, locale),
-        # Most invoices have no payment yet: their balance is the amount, formatted once.
-        "balance_formatted": (
-            (lambda: format_money(invoice.balance, currency, locale)) if paid else money
-        ),
-        "currency": lambda: currency,
-        "due_date": lambda: format_date(invoice.due_date, locale),
-        "sent_date": lambda: format_date(invoice.sent_date, locale) if invoice.sent_date else "",
-        "days_overdue": lambda: days_overdue,
-        "stage": lambda: stage,
-        "partially_paid": lambda: paid,
-        "sender_name": lambda: settings.sender_name,
-        "payment_link": lambda: payment_link,
-        "notes": lambda: invoice.notes,
-        "promised_date": lambda: (
-            format_date(invoice.promised_date, locale) if invoice.promised_date else ""
-        ),
-    }
-    return {name: value() for name, value in values.items() if only is None or name in only}
+    """The values a template sees for one invoice, formatted for the configured locale; with
+    ``only`` (the fields it uses), the rest is skipped: formatting is most of the cost."""
+    m = _Merge(invoice, days_overdue, stage, settings, payment_link)
+    return {name: value(m) for name, value in _MERGE.items() if only is None or name in only}
 
 
 @dataclass(frozen=True)

@@ -45,39 +45,29 @@ class FakeLedger:
         self.entries: dict[DraftKey, LedgerEntry] = {}
         self._lock = threading.RLock()  # claim_all claims under it
 
-    def claim(
-        self,
-        key: DraftKey,
-        *,
-        now: dt.datetime,
-        lease_seconds: float,
-        request_key: str | None = None,
+    def _claim(
+        self, key: DraftKey, now: dt.datetime, lease: dt.datetime, request_key: str | None
     ) -> Claim:
-        """Reserve ``key``, or take over a failed or expired reservation."""
-        now = _aware_utc(now)
-        if lease_seconds <= 0:
-            raise ValueError("lease_seconds must be positive")
-        lease = now + dt.timedelta(seconds=lease_seconds)
-        with self._lock:
-            entry = self.entries.get(key)
-            if entry is None:
-                entry = LedgerEntry(key, EntryState.RESERVED, now, lease, request_key=request_key)
-                self.entries[key] = entry
-                return Claim(ClaimOutcome.CLAIMED, entry)
-            if entry.state is EntryState.CREATED:
-                return Claim(ClaimOutcome.CREATED, entry)
-            if entry.state is EntryState.FAILED or entry.lease_until < now:
-                recovered = entry.state is EntryState.RESERVED
-                entry = replace(
-                    entry,
-                    state=EntryState.RESERVED,
-                    reserved_at=now,
-                    lease_until=lease,
-                    request_key=request_key,
-                )
-                self.entries[key] = entry
-                return Claim(ClaimOutcome.CLAIMED, entry, recovered=recovered)
-            return Claim(ClaimOutcome.BUSY, entry)
+        """Reserve ``key``, or take over a failed or expired reservation (claim_all locks)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = LedgerEntry(key, EntryState.RESERVED, now, lease, request_key=request_key)
+            self.entries[key] = entry
+            return Claim(ClaimOutcome.CLAIMED, entry)
+        if entry.state is EntryState.CREATED:
+            return Claim(ClaimOutcome.CREATED, entry)
+        if entry.state is EntryState.FAILED or entry.lease_until < now:
+            recovered = entry.state is EntryState.RESERVED
+            entry = replace(
+                entry,
+                state=EntryState.RESERVED,
+                reserved_at=now,
+                lease_until=lease,
+                request_key=request_key,
+            )
+            self.entries[key] = entry
+            return Claim(ClaimOutcome.CLAIMED, entry, recovered=recovered)
+        return Claim(ClaimOutcome.BUSY, entry)
 
     def claim_all(
         self,
@@ -88,11 +78,14 @@ class FakeLedger:
         request_key: str | None = None,
     ) -> list[Claim]:
         """Claim every key or none, as one transaction (the others then answer BUSY)."""
+        now = _aware_utc(now)
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        lease = now + dt.timedelta(seconds=lease_seconds)
         with self._lock:
             before = dict(self.entries)
             ordered = sorted(set(keys), key=lambda k: (k.scope, k.invoice_id, k.stage))
-            claims = {k: self.claim(k, now=now, lease_seconds=lease_seconds,
-                                    request_key=request_key) for k in ordered}  # fmt: skip
+            claims = {k: self._claim(k, now, lease, request_key) for k in ordered}
             if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
                 self.entries = before  # rolled back
                 claims = {

@@ -1,10 +1,9 @@
 """The embedded default invoice source: a local CSV file, edited in place cell by cell.
 
-A bookkeeper's file is theirs: a write-back changes only the output cells of the rows whose
-values changed and keeps every other byte (quoting, line endings, BOM, column and row order).
-The stdlib ``csv`` module cannot promise that (its reader drops each field's raw text, its
-writer re-quotes and normalises line endings), so this module tokenises the text itself,
-keeping every field's raw text, and replaces only the fields a write-back changes.
+A write-back changes only the output cells of the rows whose values changed and keeps every
+other byte of the bookkeeper's file (quoting, line endings, BOM, column and row order). The
+stdlib ``csv`` module cannot (its reader drops raw text, its writer re-quotes and normalises
+line endings), so this module tokenises the text itself and replaces only the changed fields.
 """
 
 from __future__ import annotations
@@ -51,19 +50,17 @@ class _Record(NamedTuple):
         return self.values[col] if col is not None and col < len(self.values) else ""
 
 
-# A quoted field: '"', pairs of '""' or non-quotes (unrolled so it cannot backtrack badly), the
-# closing quote (absent only at the end of the file), then any stray text up to the next comma,
-# kept as the csv module keeps it ('"a"b' reads as 'ab'). Anything else is a bare field up to
-# the comma or the line end; a quote inside it is literal. A line ends at '\r\n', '\n' or a
-# lone '\r' (old Mac files).
+# A quoted field: '"', '""' pairs or non-quotes (unrolled: no bad backtracking), the closing
+# quote (absent only at the end of the file), then stray text up to the comma, kept as the csv
+# module keeps it ('"a"b' reads as 'ab'). Else a bare field, its quotes literal. A line ends at
+# '\r\n', '\n' or a lone '\r' (old Mac files).
 _FIELD = re.compile(
     r'(?:"(?P<inner>[^"]*(?:""[^"]*)*)"?(?P<tail>[^,\r\n]*)|(?P<bare>[^,\r\n]*))'
     r"(?P<sep>,|\r\n|\r|\n|\Z)"
 )
 
 
-def _tokenize(text: str) -> list[_Record]:
-    """Split CSV text into records of fields, raw and read (RFC 4180, leniently)."""
+def _tokenize(text: str) -> list[_Record]:  # RFC 4180, leniently
     records: list[_Record] = []
     raw: list[str] = []
     values: list[str] = []
@@ -99,7 +96,6 @@ def _output_cells(update: WriteBack) -> dict[str, str]:
     }
     for name, value in update.extra.items():
         if normalize_header(name) in _INPUT_KEYS:
-            # Only output cells are ever written: an extra that names an input column is a bug.
             raise ValueError(f"write-back extra {name!r} would overwrite an input column")
         cells[name] = value
     return cells
@@ -119,22 +115,20 @@ def _splice(text: str, records: Sequence[_Record], updates: Sequence[WriteBack])
     if not records:
         raise CsvSourceError("the file has no header row")
     columns = _columns(normalize_header(h) for h in records[0].values)
-    wanted: dict[int, dict[str, str]] = {}  # row -> normalised column -> value; last one wins
+    changes: dict[int, dict[str, str]] = {}  # row -> normalised column -> changed value
     names: dict[str, str] = {}  # normalised -> the name to give a column we must append
     for update in updates:
         if not 2 <= update.row <= len(records):
             raise ValueError(f"row {update.row} is not a data row (the file has {len(records)})")
         record = records[update.row - 1]
+        cells = changes.setdefault(update.row, {})
         for name, value in _output_cells(update).items():
             key = normalize_header(name)
-            wanted.setdefault(update.row, {})[key] = value
+            cells.pop(key, None)  # the last update of a cell wins, even one that changes nothing
             if value != record.value(columns.get(key)):  # a missing column reads ""
+                cells[key] = value
                 names.setdefault(key, name)
-    changes: dict[int, dict[str, str]] = {}
-    for row, cells in wanted.items():
-        changed = {k: v for k, v in cells.items() if v != records[row - 1].value(columns.get(k))}
-        if changed:
-            changes[row] = changed
+    changes = {row: cells for row, cells in changes.items() if cells}
     if not changes:
         return text, 0
     # New columns go after the widest record, so cells beyond the header stay unnamed.
@@ -152,11 +146,9 @@ def _put(record: _Record, cells: Mapping[int, str]) -> None:
     """Put ``cells`` (by column) into ``record``'s raw text; its other fields keep their bytes."""
     # A file written with every field quoted gets quoted new fields too.
     quote = all(r.startswith('"') for r in record.raw) and any(record.values)
-    width = len(record.raw)
-    record.raw.extend([_render("", quote=quote)] * (max(cells) + 1 - width))
-    for col, value in cells.items():
-        quoted = record.raw[col].startswith('"') if col < width else quote
-        record.raw[col] = _render(value, quote=quoted)
+    record.raw.extend([_render("", quote=quote)] * (max(cells) + 1 - len(record.raw)))
+    for col, value in cells.items():  # every field, padding too, keeps its own quoting
+        record.raw[col] = _render(value, quote=record.raw[col].startswith('"'))
 
 
 class CsvFileSource:
@@ -164,12 +156,11 @@ class CsvFileSource:
 
     def __init__(self, path: str | os.PathLike[str], *, encoding: str = "utf-8") -> None:
         self.path = Path(os.path.abspath(path))
-        # The ledger keys drafts by scope: the file's name, not its path, so moving the file or
-        # mounting it elsewhere (a container's volume) does not make every invoice new again.
-        # Until 2026-12 it was `file:<absolute path>`: older scopes map onto these by name.
+        # The ledger keys drafts by scope: the file's name, not its path, so moving or remounting
+        # it does not make every invoice new (`file:<absolute path>` until 2026-12; migration 0005).
         self.scope = f"file:{self.path.name}"
         codec = codecs.lookup(encoding).name
-        # UTF-8 with or without a BOM: the BOM is handled as bytes (see _parse), never by the codec.
+        # A BOM is bytes, never the codec's: _parse strips it, write_back puts it back exactly.
         self._encoding = "utf-8" if codec in ("utf-8", "utf-8-sig") else codec
         # sha256 of the bytes each live snapshot was read from, by id(snapshot): snapshots are
         # frozen port types with no room for it, and a finalizer drops the entry with them.
@@ -207,8 +198,7 @@ class CsvFileSource:
             new_text, written = _splice(text, records, updates)
             if not written:
                 return 0
-            # LibreOffice and Excel leave these owner files beside a file they have open; writing
-            # now would be undone by the bookkeeper's next save.
+            # The owner files LibreOffice and Excel leave beside a file they have open.
             for name in (f".~lock.{real.name}#", f"~${real.name}"):
                 if (real.parent / name).exists():
                     raise FileInUseError(
@@ -224,7 +214,6 @@ class CsvFileSource:
 
     def _parse(self, data: bytes) -> tuple[str, list[_Record]]:
         if self._encoding == "utf-8":
-            # Strip the BOM ourselves (write_back puts it back), so bytes round-trip exactly.
             data = data.removeprefix(_UTF8_BOM)
         try:
             text = data.decode(self._encoding)

@@ -1,11 +1,10 @@
 """The Gmail draft sink: ``users.drafts.create`` paced to the mailbox's quota, never sent twice.
 
-``drafts.create`` is not idempotent: sent twice, it makes two drafts. So ``create`` sends it
-again only after a failure that certainly stored nothing (a 429 or 403 rate limit, a connection
-never made). After one whose outcome is unknown — a 5xx, a timeout, a dropped connection — it
-raises OutcomeUnknown: the ledger keeps the key reserved, and a call that finds the lease
-expired reconciles it with ``find``. Looking at once would not do: Gmail's search index lags its
-store, so a search a second after the failure misses a draft Gmail did keep.
+``drafts.create`` is not idempotent, so ``create`` retries only failures that certainly stored
+nothing (a 429 or 403 rate limit, a connection never made). After one whose outcome is unknown
+(a 5xx, a timeout, a dropped connection) it raises OutcomeUnknown: the ledger keeps the key
+reserved, and a call that finds the lease expired reconciles it with ``find``. Not at once:
+Gmail's search index lags its store, and a search right after would miss a draft Gmail kept.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from service.adapters.google_api import (
 )
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.ports import (
+    KEY_HEADER,
     AuthorizationError,
     CreatedDraft,
     LedgerEntry,
@@ -42,7 +42,6 @@ from service.ports import (
 
 T = TypeVar("T")
 
-KEY_HEADER = "X-Invoice-Collector-Key"
 # Quota units per call (Gmail's published per-method costs): create 10, list and get 5.
 CREATE_UNITS = 10
 READ_UNITS = 5
@@ -65,10 +64,9 @@ def _classify(exc: Exception) -> _Transient:
         raise AuthorizationError() from exc
     if isinstance(exc, google.auth.exceptions.TransportError):
         return _Transient("token refresh could not reach Google", ambiguous=False)
-    if isinstance(exc, TransportFailure):
-        return _Transient("connection to Gmail failed", ambiguous=exc.sent)
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return _Transient("connection to Gmail failed", ambiguous=True)
+    if isinstance(exc, TransportFailure | TimeoutError | ConnectionError):
+        # Only a TransportFailure can tell that the request never left.
+        return _Transient("connection to Gmail failed", ambiguous=getattr(exc, "sent", True))
     if not isinstance(exc, HttpError):
         raise exc
     status = int(exc.resp.status)
@@ -93,7 +91,6 @@ def _classify(exc: Exception) -> _Transient:
 
 
 def _headers(reply: dict[str, Any]) -> dict[str, str]:
-    """A drafts.get(format=metadata) reply's headers by lower-case name."""
     headers = (reply.get("message") or {}).get("payload", {}).get("headers") or []
     return {str(h.get("name", "")).lower(): str(h.get("value", "")).strip() for h in headers}
 
@@ -113,13 +110,11 @@ class GmailSink:
         newest_drafts: int = 100,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``credentials``: a bare access token or a google-auth credential; ``pacer``: the
-        mailbox's quota, shared by every process; ``endpoint``: GMAIL_API_ENDPOINT (emulators,
-        proxies); ``mailbox``: the sender address (asked of Gmail when None); ``newest_drafts``:
-        how many of the newest drafts ``find`` reads when the search finds nothing."""
+        """``pacer``: the mailbox's quota, shared by every process; ``mailbox``: the sender
+        (asked of Gmail when None); ``newest_drafts``: how many of the newest drafts ``find``
+        reads when the search finds nothing."""
         creds = credentials_from(credentials)
-        service = build_service("gmail", "v1", creds, endpoint)
-        self._users = service.users()
+        self._users = build_service("gmail", "v1", creds, endpoint).users()
         self._drafts = self._users.drafts()
         self._http = ThreadLocalHttp(creds)
         self._address = mailbox
@@ -132,8 +127,7 @@ class GmailSink:
         self._sleep = sleep
 
     def create(self, draft: OutgoingDraft) -> CreatedDraft:
-        """Create one draft, retrying only failures that stored nothing; raises OutcomeUnknown
-        when Gmail may hold it."""
+        """Create one draft, retrying only failures that stored nothing (else OutcomeUnknown)."""
         message: dict[str, Any] = {"raw": base64.urlsafe_b64encode(draft.raw).decode("ascii")}
         if draft.thread is not None and draft.thread.thread_id:
             message["threadId"] = draft.thread.thread_id
@@ -176,9 +170,8 @@ class GmailSink:
 
     @property
     def mailbox(self) -> str:
-        """The address of the mailbox: GMAIL_SENDER, else asked of Gmail once (users.getProfile,
-        1 quota unit, unpaced: the pace is keyed by this address) — a sidebar user's token does
-        not say whose it is."""
+        """GMAIL_SENDER, else asked of Gmail once (users.getProfile, 1 unit, unpaced: the pace is
+        keyed by this address) — a sidebar user's token does not say whose it is."""
         if self._address is None:
             reply = self._read(self._users.getProfile(userId="me"), None, units=0)
             self._address = str(reply["emailAddress"])
@@ -211,7 +204,6 @@ class GmailSink:
         )
 
     def _retrying(self, attempt: Callable[[], T], deadline: float | None = None) -> T:
-        """``attempt()`` under the retry policy; giving up is a retryable SinkError."""
         try:
             return self._policy.run(attempt, sleep=self._sleep, deadline=deadline)
         except _Transient as failure:
@@ -238,12 +230,10 @@ class GmailSink:
         """Up to ``limit`` draft ids, newest first: those ``query`` finds, or all of them."""
         page_token: str | None = None
         while limit > 0:
-            listing = self._read(
-                self._drafts.list(
-                    userId="me", q=query, maxResults=min(limit, 100), pageToken=page_token
-                ),
-                deadline,
+            request = self._drafts.list(
+                userId="me", q=query, maxResults=min(limit, 100), pageToken=page_token
             )
+            listing = self._read(request, deadline)
             items = (listing.get("drafts") or [])[:limit]
             limit -= len(items)
             yield from (str(item["id"]) for item in items)
@@ -253,10 +243,9 @@ class GmailSink:
 
     def _get(self, draft_id: str, view: str, deadline: float | None) -> dict[str, Any] | None:
         """drafts.get in format ``view``, or None when the draft is gone (sent or deleted)."""
+        request = self._drafts.get(userId="me", id=draft_id, format=view)
         try:
-            reply: dict[str, Any] = self._read(
-                self._drafts.get(userId="me", id=draft_id, format=view), deadline
-            )
+            reply: dict[str, Any] = self._read(request, deadline)
         except SinkError as exc:
             if isinstance(exc.__cause__, HttpError) and exc.__cause__.resp.status == 404:
                 return None

@@ -1,14 +1,10 @@
 """Plumbing for Google API adapters: clients, a transport that never re-sends, pacing, errors.
 
-Facts this module designs for (checked against the client library and Google's docs):
-
 * httplib2, the client library's default transport, silently re-sends a request once when the
-  connection drops before the response arrives — POSTs included. For ``drafts.create`` that
-  means a second draft whenever Gmail stored the first but the answer was lost. We therefore
-  plug in a transport on ``requests`` that sends each request exactly once and lets the
-  adapter decide (``RequestsHttp``).
+  connection drops before the answer arrives, POSTs included: a second draft whenever Gmail
+  stored the first. ``RequestsHttp`` sends each request once and lets the adapter decide.
 * httplib2 objects are not thread-safe; the documented pattern is one ``Http`` per thread,
-  passed to ``request.execute(http=...)``. ``ThreadLocalHttp`` does that.
+  passed to ``request.execute(http=...)``: ``ThreadLocalHttp``.
 * Gmail allows 15,000 quota units per user per rolling minute, however many processes spend
   them: callers pace through a ``Pacer`` that every worker and instance shares.
 """
@@ -41,8 +37,7 @@ def credentials_from(credentials: GoogleCredentials | str) -> GoogleCredentials:
 def build_service(
     api: str, version: str, credentials: GoogleCredentials | str, endpoint: str | None
 ) -> Any:
-    """A discovery client that works offline (the library ships its discovery documents);
-    ``endpoint`` points it at an emulator or a proxy."""
+    """An offline discovery client (bundled documents); ``endpoint``: an emulator or a proxy."""
     return build(
         api,
         version,
@@ -55,9 +50,8 @@ def build_service(
 
 
 class TransportFailure(httplib2.HttpLib2Error):  # type: ignore[misc]  # httplib2 is untyped
-    """No answer from Google. ``sent``: the request may have reached it (dropped or timed out
-    after connecting); False when the connection was never made (refused, unresolved). An
-    HttpLib2Error, so google-auth's httplib2 adapter turns it into its TransportError."""
+    """No answer from Google; ``sent``: False only if no connection was made (refused,
+    unresolved). An HttpLib2Error, so google-auth's httplib2 adapter makes it a TransportError."""
 
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
@@ -65,12 +59,10 @@ class TransportFailure(httplib2.HttpLib2Error):  # type: ignore[misc]  # httplib
 
 
 class RequestsHttp:
-    """The slice of ``httplib2.Http`` the client library uses, on a requests Session: each call
-    is sent once (requests' adapters do not retry by default); failures raise TransportFailure
-    instead of being re-sent behind our back."""
+    """The slice of ``httplib2.Http`` the client library uses, on requests: each call is sent
+    once (requests' adapters do not retry by default); a failure raises TransportFailure."""
 
-    def __init__(self, timeout_s: float = 30.0) -> None:
-        self.timeout = timeout_s
+    def __init__(self) -> None:
         self.session = requests.Session()
 
     def request(
@@ -83,9 +75,7 @@ class RequestsHttp:
     ) -> tuple[httplib2.Response, bytes]:
         """Send one request; return (httplib2.Response, body bytes) as httplib2 does."""
         try:
-            reply = self.session.request(
-                method, uri, data=body, headers=headers, timeout=self.timeout
-            )
+            reply = self.session.request(method, uri, data=body, headers=headers, timeout=30)
         except requests.RequestException as exc:
             # urllib3 says why a connection failed in MaxRetryError.reason; refused, unresolved
             # and connect timeouts are ConnectTimeoutErrors, raised before a byte is sent.
@@ -102,8 +92,7 @@ class RequestsHttp:
 
 
 class ThreadLocalHttp(threading.local):
-    """``.http``: this thread's authorised transport (httplib2-style objects are not thread-safe;
-    ``threading.local`` re-runs ``__init__`` in each thread that first touches the object)."""
+    """``.http``: this thread's authorised transport (``threading.local`` inits once per thread)."""
 
     def __init__(self, credentials: GoogleCredentials) -> None:
         self.http = google_auth_httplib2.AuthorizedHttp(credentials, http=RequestsHttp())
@@ -114,13 +103,10 @@ class Pacer(Protocol):
 
     def acquire(self, mailbox: str, units: float) -> float:
         """Wait until ``units`` of ``mailbox``'s quota are free; return the seconds waited."""
-        ...
 
 
 # Google's 403 "slow down" reasons: v1 APIs name them in errors[], v4 ones in details[] (ErrorInfo).
-RATE_LIMIT_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
-)
+_RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 
 
 def error_details(content: bytes | str | None) -> tuple[frozenset[str], str]:
@@ -138,4 +124,4 @@ def error_details(content: bytes | str | None) -> tuple[frozenset[str], str]:
 
 def is_rate_limited(status: int, reasons: frozenset[str]) -> bool:
     """Google asked us to slow down: a 429, or a 403 whose reason is a rate limit."""
-    return status == 429 or (status == 403 and bool(reasons & RATE_LIMIT_REASONS))
+    return status == 429 or (status == 403 and bool(reasons & _RATE_LIMITS))

@@ -1,8 +1,7 @@
 """The one retry policy of every HTTP client (Gmail, Sheets, QuickBooks, Stripe, Slack).
 
-Each adapter says what is worth another attempt by raising ``Transient`` (with the server's
-``Retry-After``, read by ``retry_after_seconds``); anything else passes straight through. The
-loop itself is tenacity's.
+Each adapter raises ``Transient`` (with the server's ``Retry-After``) for what is worth another
+attempt; anything else passes straight through. The loop itself is tenacity's.
 """
 
 from __future__ import annotations
@@ -52,10 +51,9 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 class RetryPolicy:
     """Full-jitter exponential backoff, at most ``max_attempts`` tries within ``max_total_s``.
 
-    The wait after attempt n is uniform in [0, min(max_delay_s, base_delay_s * 2**(n-1))], so
-    workers that failed together spread out, and never shorter than the server's Retry-After
-    (sooner just earns another 429). When the next wait would end past the deadline the policy
-    gives up at once rather than sleep to be refused again.
+    Random waits spread out workers that failed together; none is shorter than the server's
+    Retry-After (sooner just earns another 429), and a wait that would end past the deadline
+    is not slept: the policy gives up at once rather than be refused again.
     """
 
     max_attempts: int = 8
@@ -71,9 +69,8 @@ class RetryPolicy:
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
     ) -> T:
-        """``call()`` until it returns or raises anything but Transient; on giving up, the last
-        Transient is raised, its ``attempts`` set. ``deadline`` (on ``clock``; by default
-        ``max_total_s`` away) lets several calls share one budget."""
+        """``call()`` until it returns or raises a non-Transient; giving up re-raises the last
+        Transient with ``attempts`` set. ``deadline`` (on ``clock``) lets calls share a budget."""
         end = clock() + self.max_total_s if deadline is None else deadline
         backoff = tenacity.wait_random_exponential(
             multiplier=self.base_delay_s, max=self.max_delay_s
@@ -81,12 +78,10 @@ class RetryPolicy:
 
         def wait(state: tenacity.RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None
-            floor = getattr(failure, "retry_after", None) or 0.0
-            return max(backoff(state), floor)
+            return max(backoff(state), getattr(failure, "retry_after", None) or 0.0)
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            last = state.attempt_number >= self.max_attempts
-            return last or clock() + state.upcoming_sleep > end
+            return state.attempt_number >= self.max_attempts or clock() + state.upcoming_sleep > end
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(Transient),

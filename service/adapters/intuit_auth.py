@@ -1,10 +1,9 @@
 """Intuit OAuth 2 and polite HTTP for the QuickBooks Online API.
 
-An access token lasts an hour and is refreshed with the refresh token at Intuit's token
-endpoint (HTTP Basic with the app's client id and secret). Intuit rotates refresh tokens and
-the previous one stops working, so the newest is kept in a 0600 file (QBO_TOKEN_FILE) that a
-restart reads, and saved before its access token is used; one that cannot be saved is printed
-once on stderr and the run stops. Tokens are never logged nor put in error messages.
+An access token lasts an hour; the refresh token gets a new one at Intuit's token endpoint.
+Intuit rotates refresh tokens, killing the previous one, so the newest is saved to a 0600 file
+(QBO_TOKEN_FILE, read on restart) before its access token is used; one that cannot be saved is
+printed once on stderr and the run stops. Tokens are never logged nor put in error messages.
 """
 
 from __future__ import annotations
@@ -169,8 +168,7 @@ class IntuitTokens:
 
     def refresh(self) -> str:
         """Trade the refresh token for a new access token (and keep a rotated refresh token)."""
-        # Intuit may rotate the refresh token on this call, and the old one then stops working:
-        # ask only when the new one can be kept.
+        # Intuit may rotate it here, and the old one then stops working: ask only if it can be kept.
         self._file.check_writable()
         response = send_with_retries(
             lambda: self._session.post(

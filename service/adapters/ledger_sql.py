@@ -1,11 +1,11 @@
 """The exactly-once ledger of DESIGN §7 on SQLite or PostgreSQL, with SQLAlchemy Core.
 
 One row per (scope, invoice_id, stage). A claim is a unique insert; taking over a failed or
-abandoned key is an UPDATE guarded on the state it was read in, so of N racing claimers
-exactly one sees a changed row. Nothing here stores a body or a token: of a message, only its
-subject and recipients are kept, as metadata for review and threading.
+abandoned key is an UPDATE guarded on the state it was read in, so of N racing claimers exactly
+one sees a changed row. No body or token is stored: of a message, only its subject and
+recipients, as metadata for review and threading.
 
-Engines are per process: build them in the gunicorn worker after fork (in ``create_app`` or
+Engines are per process: build them in the gunicorn worker after fork (``create_app`` or
 ``post_fork``), never at import time — a pooled connection inherited across fork is shared by
 two processes and corrupts both sessions.
 """
@@ -13,11 +13,12 @@ two processes and corrupts both sessions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import asdict, astuple, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 ERROR_MAX_CHARS = 1_000
 # Execution option read by the SQLite "begin" hook: writes take the write lock up front.
 SQLITE_BEGIN_OPTION = "invoice_collector_sqlite_begin"
+# Dates and Decimals in run summaries become text rather than failing the whole run.
+_json_dumps = functools.partial(json.dumps, default=str, ensure_ascii=False)
 
 
-# --- Engine -----------------------------------------------------------------------------------
 def normalize_url(url: str | URL) -> URL:
     """Parse a database URL; bare ``postgres://``/``postgresql://`` become psycopg 3."""
     parsed = make_url(url)
@@ -49,49 +51,24 @@ def normalize_url(url: str | URL) -> URL:
 def make_engine(url: str | URL) -> Engine:
     """An engine for SQLite (WAL, busy timeout, foreign keys) or PostgreSQL; one per process."""
     parsed = normalize_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
-    return sa.create_engine(
-        parsed,
-        # A few connections per gunicorn worker; pre-ping survives a PostgreSQL restart or an
-        # idle connection cut by a proxy, recycle stays under common idle timeouts.
-        pool_size=5,
-        max_overflow=10,
-        pool_timeout=30,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 10, "application_name": "invoice-collector"},
-        json_serializer=_json_dumps,
-    )
-
-
-def _json_dumps(value: Any) -> str:
-    # Dates and Decimals in run summaries become text rather than failing the whole run.
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _enable_wal(cursor: Any) -> None:
-    # WAL is a property of the file, set once. Switching to it needs the file to itself, and
-    # SQLite answers "database is locked" at once, without its busy handler, when another process
-    # holds a lock — as when several workers open a new ledger together. So wait here instead.
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
-def _sqlite_engine(parsed: URL) -> Engine:
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(
+            parsed,
+            # A few connections per gunicorn worker; pre-ping survives a PostgreSQL restart or an
+            # idle connection cut by a proxy, recycle stays under common idle timeouts.
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=30,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 10, "application_name": "invoice-collector"},
+            json_serializer=_json_dumps,
+        )
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
-        parsed,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        json_serializer=_json_dumps,
+        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=_json_dumps
     )
 
     @event.listens_for(engine, "connect")
@@ -102,8 +79,18 @@ def _sqlite_engine(parsed: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers run beside the one writer; FULL sync keeps a committed claim on
-        # power loss, which is the whole point of the ledger.
-        _enable_wal(cursor)
+        # power loss, which is the whole point of the ledger. WAL is a property of the file, set
+        # once; switching needs the file to itself, and SQLite answers "database is locked" at
+        # once, without its busy handler, while another process holds a lock (as when several
+        # workers open a new ledger together). So wait here instead.
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -232,12 +219,10 @@ def insert_ignoring_conflicts(
 ) -> sa.Insert:
     """``INSERT … ON CONFLICT DO NOTHING`` on the table's primary key, for either backend."""
     keys = [c.name for c in table.primary_key.columns]
-    if engine_or_conn.dialect.name == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    return sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    insert = postgresql.insert if engine_or_conn.dialect.name == "postgresql" else sqlite.insert
+    return insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
 
 
-# --- The ledger -------------------------------------------------------------------------------
 _T = draft_ledger.c
 
 
@@ -245,29 +230,18 @@ def _is_key(key: DraftKey) -> sa.ColumnElement[bool]:
     return sa.and_(_T.scope == key.scope, _T.invoice_id == key.invoice_id, _T.stage == key.stage)
 
 
-class SqlLedger:
-    """The Ledger port on SQLite or PostgreSQL; safe across threads, processes and hosts.
-
-    Times are the callers' ``now`` (aware): hosts sharing PostgreSQL need synchronised clocks,
-    with leases far longer than any skew.
-    """
+class SqlStore:
+    """A store in the ledger's database; pass an Engine (``ledger.engine``) to share its pool."""
 
     def __init__(self, url: str | URL | Engine) -> None:
         self.engine = url if isinstance(url, Engine) else make_engine(url)
 
-    def claim(
-        self,
-        key: DraftKey,
-        *,
-        now: dt.datetime,
-        lease_seconds: float,
-        request_key: str | None = None,
-    ) -> Claim:
-        """Reserve ``key`` (unique insert), or take over a failed or expired reservation."""
-        claims = self.claim_all(
-            [key], now=now, lease_seconds=lease_seconds, request_key=request_key
-        )
-        return claims[0]
+
+class SqlLedger(SqlStore):
+    """The Ledger port on SQLite or PostgreSQL; safe across threads, processes and hosts.
+
+    Times are the callers' aware ``now``: hosts sharing PostgreSQL need synchronised clocks,
+    with leases far longer than any skew."""
 
     def claim_all(
         self,
@@ -277,10 +251,7 @@ class SqlLedger:
         lease_seconds: float,
         request_key: str | None = None,
     ) -> list[Claim]:
-        """Claim every key in one transaction, or none: a statement's invoices go together.
-
-        When one key is drafted or held, nothing is claimed; the others answer BUSY.
-        """
+        """Claim a statement's keys in one transaction, or none (the others then answer BUSY)."""
         require_aware(now)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -292,30 +263,20 @@ class SqlLedger:
             "updated_at": now,
         }
         # One order for every claimer: two statements over the same keys never deadlock.
-        ordered = sorted(set(keys), key=lambda k: (k.scope, k.invoice_id, k.stage))
+        ordered = sorted(set(keys), key=astuple)
         with self.engine.connect() as conn, conn.begin() as transaction:
             claims = {key: self._claim(conn, key, now, reservation) for key in ordered}
             if any(c.outcome is not ClaimOutcome.CLAIMED for c in claims.values()):
                 transaction.rollback()  # what this transaction claimed is free again
-                claims = {
-                    key: Claim(ClaimOutcome.BUSY, c.entry)
-                    if c.outcome is ClaimOutcome.CLAIMED
-                    else c
-                    for key, c in claims.items()
-                }
+                for key, c in claims.items():
+                    if c.outcome is ClaimOutcome.CLAIMED:
+                        claims[key] = Claim(ClaimOutcome.BUSY, c.entry)
         return [claims[key] for key in keys]
 
     def _claim(
         self, conn: Connection, key: DraftKey, now: dt.datetime, reservation: dict[str, Any]
     ) -> Claim:
-        values = {
-            "scope": key.scope,
-            "invoice_id": key.invoice_id,
-            "stage": key.stage,
-            "attempts": 0,
-            "created_at": now,
-            **reservation,
-        }
+        values = {**asdict(key), "attempts": 0, "created_at": now, **reservation}
         # RETURNING, not rowcount: drivers report -1 for INSERT … ON CONFLICT DO NOTHING.
         insert = insert_ignoring_conflicts(conn, draft_ledger, values).returning(*_T)
         inserted = conn.execute(insert).mappings().first()
@@ -362,11 +323,8 @@ class SqlLedger:
         subject: str | None = None,
         recipients: Sequence[str] = (),
     ) -> LedgerEntry:
-        """Mark a claimed key as drafted with the sink's ids.
-
-        An entry already ``created`` is kept as it is (the first draft recorded wins); the caller
-        can compare the returned ``draft_id`` with its own to notice a duplicate.
-        """
+        """Mark a claimed key as drafted with the sink's ids. The first draft recorded wins: a
+        returned ``draft_id`` unlike the caller's tells of a duplicate."""
         require_aware(now)
         with self.engine.begin() as conn:
             # From reserved, or from failed: a holder whose create was slow but did succeed

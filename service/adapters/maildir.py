@@ -1,11 +1,10 @@
 """Drafts as ``.eml`` files in a standard Maildir: the embedded default, opens in any client.
 
-A draft's file name is a function of its key, so finding it costs a few ``stat`` calls however
-many files the folder holds — listing a folder of 100,000 drafts would cost every create a
-read of every name. It is written to ``tmp/``, fsynced, then hard-linked into ``new/``
-(atomic, and refused when the name exists: of two writers of one key, the second adopts the
-first's file), so a reader never sees half a message and a crash leaves at most a stray file
-in ``tmp/``. The ``X-Invoice-Collector-Key`` header inside confirms a match.
+A draft's file name is a function of its key, so finding it costs a few ``stat`` calls, not a
+read of every name in a folder of 100,000 drafts. It is written to ``tmp/``, fsynced, then
+hard-linked into ``new/`` (atomic, and refused when the name exists: of two writers of one key,
+the second adopts the first's file), so a reader never sees half a message and a crash leaves
+at most a stray file in ``tmp/``. The ``X-Invoice-Collector-Key`` header inside confirms a match.
 """
 
 from __future__ import annotations
@@ -20,25 +19,27 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from urllib.parse import quote
 
-from service.ports import CreatedDraft, DraftKey, LedgerEntry, OutgoingDraft, SinkError
+from service.ports import (
+    KEY_HEADER,
+    CreatedDraft,
+    DraftKey,
+    LedgerEntry,
+    OutgoingDraft,
+    SinkError,
+)
 
-KEY_HEADER = "X-Invoice-Collector-Key"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-# A client that has seen a message moves it from new/ to cur/, appending ":2," and its flags in
-# ASCII order (cr.yp.to/proto/maildir.html). Every set of the standard flags but T (trashed, to
-# be deleted) is 32 names to try, whatever the folder holds.
+# A client moves a seen message from new/ to cur/, appending ":2," and its flags in ASCII order
+# (cr.yp.to/proto/maildir.html): every set of the flags but T (trashed) is 32 names to try.
 _IN_CUR = [":2," + "".join(f) for n in range(6) for f in itertools.combinations("DFPRS", n)]
-
-
-def _safe(text: str, limit: int) -> str:
-    return _UNSAFE.sub("_", text)[:limit].strip("_") or "x"
 
 
 def draft_file_name(key: DraftKey) -> str:
     """The Maildir name of ``key``'s draft, unique as the ledger allows one draft per key."""
     # The readable part may collide; the digest of the whole key does not.
+    readable = _UNSAFE.sub("_", key.invoice_id)[:40].strip("_") or "x"
     digest = hashlib.sha256(key.header_value().encode("utf-8")).hexdigest()[:16]
-    return f"ic-{_safe(key.invoice_id, 40)}-s{key.stage}-{digest}.eml"
+    return f"ic-{readable}-s{key.stage}-{digest}.eml"
 
 
 class MaildirSink:
@@ -80,11 +81,9 @@ class MaildirSink:
     def _where(self, name: str) -> Path | None:
         # new/ first: a client's move new/ -> cur/ is one rename, so the file is never missed.
         # Plain strings: a Path per name would cost more than the 33 stat calls themselves.
-        new, cur = f"{self.root}/new/{name}", f"{self.root}/cur/{name}"
-        found = next(
-            (p for p in (new, *(cur + info for info in _IN_CUR)) if os.path.exists(p)), None
-        )
-        return None if found is None else Path(found)
+        cur = f"{self.root}/cur/{name}"
+        paths = (f"{self.root}/new/{name}", *(cur + info for info in _IN_CUR))
+        return next((Path(p) for p in paths if os.path.exists(p)), None)
 
     def _write(self, draft: OutgoingDraft) -> CreatedDraft:
         name = draft_file_name(draft.key)
@@ -116,8 +115,7 @@ class MaildirSink:
     def _created(self, draft: OutgoingDraft, name: str, message_id: str | None) -> CreatedDraft:
         thread = draft.thread
         thread_id = (thread.thread_id or thread.rfc_message_id) if thread is not None else None
-        # The link names the folder and the Message-ID, never new/ or cur/: a client moves the
-        # file and renames it as it flags it, but both of those stay.
+        # The folder and Message-ID, never new/ or cur/: a client moves and renames the file.
         link = self.root.as_uri()
         if message_id:
             link = f"{link}#{quote(message_id.strip('<>'), safe='@')}"

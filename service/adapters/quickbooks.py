@@ -3,8 +3,7 @@
 QuickBooks has no column for the reminder state, so it is read from the exactly-once ledger:
 the highest stage drafted for an invoice and its day are ``last_stage_sent`` and
 ``last_sent_at``. No second table can drift from the ledger (a draft is recorded there before
-any write-back could be), so ``write_back`` changes nothing in the client's books. OAuth 2 and
-retries live in ``intuit_auth``.
+any write-back could be), so ``write_back`` changes nothing in the client's books.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """One mailbox's Gmail quota, shared by every worker and instance through the ledger's database.
 
-Gmail counts 15,000 units per user per minute however many processes spend them, so a pace kept
-in each process is multiplied by their number. Here each mailbox has one row: the time its next
-call may start. A caller takes the slot ``max(next_at, now)`` and moves ``next_at`` on by its
-units ÷ rate in one UPDATE … RETURNING — PostgreSQL locks the row until COMMIT, SQLite's
-BEGIN IMMEDIATE takes the file's write lock — then sleeps until its slot. Slots are handed out
-in order with no burst allowance: a burst on top of the steady rate is what tips a rolling
-window over the quota. A caller that wakes over a quarter of a slot late (a busy CPU) lets its
-slot go and takes the next free one, so calls do not bunch: a second holds at most rate + 1.
+Gmail counts 15,000 units per user per minute across all processes, so a pace kept per process is
+multiplied by their number. Each mailbox has one row: the time its next call may start. A caller
+takes the slot ``max(next_at, now)`` and moves ``next_at`` on by units ÷ rate in one UPDATE …
+RETURNING (PostgreSQL locks the row until COMMIT, SQLite's BEGIN IMMEDIATE the file), then sleeps
+until its slot. Slots go out in order with no burst allowance: a burst on top of the steady rate is
+what tips a rolling window over the quota. A caller waking over a quarter slot late (a busy CPU)
+lets its slot go for the next free one, so calls do not bunch: a second holds at most rate + 1.
 Times are Unix time: hosts sharing PostgreSQL need synchronised clocks.
 """
 
@@ -50,8 +49,7 @@ class SqlPacer:
                 break
             self._sleep(wait)
             waited += wait
-            # Woken late (a busy CPU), it would bunch with the next slot's call: let the slot go
-            # and take the next free one — once, so that a starved process still gets through.
+            # Woken late: let the slot go (see above), once only, so a starved process gets through.
             if last_try or self._clock() - slot <= step / 4:
                 break
         return waited

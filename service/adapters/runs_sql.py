@@ -15,10 +15,10 @@ from sqlalchemy.engine import URL, Engine
 
 from service.adapters.ledger_sql import (
     ERROR_MAX_CHARS,
+    SqlStore,
     draft_ledger,
     insert_ignoring_conflicts,
     ledger_entry,
-    make_engine,
     payment_links,
     read_connection,
     require_aware,
@@ -44,10 +44,6 @@ class PaymentLink:
     created_at: dt.datetime
 
 
-def _engine(url: str | URL | Engine) -> Engine:
-    return url if isinstance(url, Engine) else make_engine(url)
-
-
 def strip_bodies(value: Any) -> Any:
     """``value`` with every ``BODY_KEYS`` entry removed from the mappings inside it."""
     if isinstance(value, Mapping):
@@ -69,24 +65,20 @@ class RunInProgress(Exception):
         self.run = run
 
 
-class SqlRuns:
-    """Headless runs stored in the ``runs`` table.
-
-    A run's worker touches it while it works; one silent for ``lease_seconds`` lost its worker
-    (a crash, a killed container) and is marked failed, "interrupted", when next read or when
-    the next run of its sheet starts, so no run stays "running" forever.
-    """
+class SqlRuns(SqlStore):
+    """Headless runs in the ``runs`` table. A run's worker touches it while it works; one silent
+    for ``lease_seconds`` lost its worker (a crash, a killed container), so it is marked failed,
+    "interrupted", when next read or when its sheet's next run starts: none stays "running"."""
 
     def __init__(
         self, url: str | URL | Engine, *, lease_seconds: float = 300.0, clock: Clock = utc_now
     ) -> None:
-        self.engine = _engine(url)
+        super().__init__(url)
         self.lease = dt.timedelta(seconds=lease_seconds)
         self._clock = clock
 
     def create_run(self, scope: str, *, now: dt.datetime, total: int = 0) -> Run:
         """Store a new queued run and return it; RunInProgress while a live run has the sheet."""
-        run_id = uuid.uuid4()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(scope))))
@@ -96,19 +88,17 @@ class SqlRuns:
             ).first()
             if live is not None:
                 raise RunInProgress(self._fetch(conn, live.id))
-            conn.execute(
-                sa.insert(runs).values(
-                    id=run_id,
-                    scope=scope,
-                    state=RunState.QUEUED.value,
-                    created_at=require_aware(now),
-                    updated_at=now,
-                    progress_total=total,
-                    summary={},
-                    results=[],
-                )
+            insert = sa.insert(runs).values(
+                id=uuid.uuid4(),
+                scope=scope,
+                state=RunState.QUEUED.value,
+                created_at=require_aware(now),
+                updated_at=now,
+                progress_total=total,
+                summary={},
+                results=[],
             )
-            return self._fetch(conn, run_id)
+            return _run(conn.execute(insert.returning(*runs.c)).mappings().one())
 
     def update_run(
         self,
@@ -165,7 +155,6 @@ class SqlRuns:
             return self._fetch(conn, parsed)
 
     def _interrupt(self, conn: sa.Connection, which: Any, now: dt.datetime) -> None:
-        """Mark the unfinished runs among ``which`` that fell silent beyond the lease."""
         stale = sa.and_(which, runs.c.state.in_(_UNFINISHED), runs.c.updated_at < now - self.lease)
         conn.execute(
             sa.update(runs)
@@ -201,16 +190,12 @@ def _run(row: sa.RowMapping) -> Run:
     )
 
 
-class SqlDraftReview:
+class SqlDraftReview(SqlStore):
     """The ledger's drafts read back for review: metadata only (no body is ever stored)."""
-
-    def __init__(self, url: str | URL | Engine) -> None:
-        self.engine = _engine(url)
 
     def drafted_on(self, day: dt.date) -> list[tuple[LedgerEntry, dt.datetime]]:
         """The drafts of ``day`` (the sheet's date), each with when it was recorded."""
-        t = draft_ledger.c
-        return self._select(t.drafted_on == day, t.updated_at)
+        return self._select(draft_ledger.c.drafted_on == day, draft_ledger.c.updated_at)
 
     def latest_before(self, day: dt.date) -> list[tuple[LedgerEntry, dt.datetime]]:
         """Each invoice's latest reminder, when drafted before ``day``: it may still sit unsent."""
@@ -235,11 +220,8 @@ class SqlDraftReview:
         return [(ledger_entry(row), row["updated_at"]) for row in rows]
 
 
-class SqlPaymentLinks:
+class SqlPaymentLinks(SqlStore):
     """Payment links in the ``payment_links`` table, one per (scope, invoice, currency, amount)."""
-
-    def __init__(self, url: str | URL | Engine) -> None:
-        self.engine = _engine(url)
 
     def get_payment_link(
         self, scope: str, invoice_id: str, currency: str, amount_minor: int
@@ -257,10 +239,8 @@ class SqlPaymentLinks:
         return None if row is None else PaymentLink(**row)  # its fields are the table's columns
 
     def save_payment_link(self, link: PaymentLink) -> PaymentLink:
-        """Store ``link`` unless one exists for the same balance; return the stored one.
-
-        The first writer wins, so two workers that raced to make a link both use the same one.
-        """
+        """Store ``link`` unless its balance has one; return the stored one. The first writer
+        wins, so two workers that raced to make a link both use the same one."""
         require_aware(link.created_at)
         values = {**asdict(link), "currency": link.currency.upper()}
         with self.engine.begin() as conn:

@@ -71,9 +71,7 @@ class SendsLog:
                 out.write(_csv_line(HEADER))
             os.chmod(tmp, 0o644)
             try:
-                # link() fails if the name exists: exactly one creator, and its file already
-                # holds the header when it appears.
-                os.link(tmp, self.path)
+                os.link(tmp, self.path)  # refused if the name exists: exactly one creator
             except FileExistsError:
                 pass  # another worker created it first
             except OSError:

@@ -27,8 +27,7 @@ from service.ports import AuthorizationError, SheetSnapshot, SourceRow, WriteBac
 
 # Columns run to ZZZ at most, so "Sheet1" is a title and "AB12" a cell (quote such titles).
 _CELLS = re.compile(r"^([A-Za-z]{0,3})(\d*)(?::([A-Za-z]{0,3})(\d*))?$")
-# Only this exact shape is written as a formula; any other text is forced to be text, so a
-# status or a client-supplied string can never become a formula (formula injection).
+# Only this exact shape is written as a formula; other text is forced to text (formula injection).
 _HYPERLINK = re.compile(r'^=HYPERLINK\("(https?://(?:[^"]|"")+)",\s*"((?:[^"]|"")*)"\)$')
 _OUTPUT_KEYS = frozenset(normalize_header(name) for name in OUTPUT_FIELDS)
 _INPUT_KEYS = frozenset(normalize_header(name) for name in INPUT_FIELDS)
@@ -79,8 +78,7 @@ class SheetRange:
 
     @classmethod
     def parse(cls, text: str) -> SheetRange:
-        """Parse ``'My Invoices'!A1:Z``, ``Invoices!A:Z``, ``Invoices`` or ``A1:Z``; lenient on
-        input (``My Invoices!A1:Z`` is accepted), whereas :meth:`a1` always quotes."""
+        """Parse ``'Tab'!A1:Z``, ``Tab!A:Z``, ``Tab`` or ``A1:Z`` (the quotes are optional)."""
         text = text.strip()
         quoted = re.fullmatch(r"'((?:[^']|'')*)'(?:!(.*))?", text, re.DOTALL)
         sheet: str | None
@@ -179,8 +177,8 @@ class SheetsSource:
     ) -> None:
         self.spreadsheet_id = spreadsheet_id
         self.range = SheetRange.parse(sheet_range)
-        self._service = build_service("sheets", "v4", credentials, endpoint)
-        self._values = self._service.spreadsheets().values()
+        self._sheets = build_service("sheets", "v4", credentials, endpoint).spreadsheets()
+        self._values = self._sheets.values()
         # A configured TIMEZONE saves a read; otherwise it is fetched once per instance.
         self._timezone = timezone
         self._fetch_timezone = fetch_timezone
@@ -198,9 +196,7 @@ class SheetsSource:
         """The configured zone, else the spreadsheet's own, asked once (``spreadsheets.get``)."""
         if self._timezone is None and self._fetch_timezone:
             book = self._execute(
-                self._service.spreadsheets().get(
-                    spreadsheetId=self.spreadsheet_id, fields="properties.timeZone"
-                )
+                self._sheets.get(spreadsheetId=self.spreadsheet_id, fields="properties.timeZone")
             )
             self._timezone = book.get("properties", {}).get("timeZone") or None
             self._fetch_timezone = False
@@ -254,9 +250,8 @@ class SheetsSource:
         return snapshot
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
-        """Write the changed output cells of ``updates`` in one ``values.batchUpdate``; return
-        the rows written. ``None`` for ``last_stage_sent`` / ``last_sent_at`` leaves that cell
-        as it is; missing output columns are appended after the last column."""
+        """Write the changed output cells in one ``values.batchUpdate``; return the rows written.
+        A ``None`` stage or date leaves its cell alone; missing output columns go after the last."""
         if snapshot.scope != self.spreadsheet_id:
             raise ValueError(f"snapshot of {snapshot.scope!r}, not {self.spreadsheet_id!r}")
         rows = {row.row: row for row in snapshot.rows}
@@ -265,8 +260,7 @@ class SheetsSource:
         for number, header in headers:
             if header:
                 columns.setdefault(normalize_header(header), number)
-        # The first free column: after the header, after any cell under a blank header (known
-        # for the latest read) and after columns this source already appended.
+        # First free column: past headers, data under blank headers (latest read), columns we added.
         width = max(
             len(snapshot.headers), self._data_width if snapshot is self._last_snapshot else 0
         )
@@ -304,9 +298,8 @@ class SheetsSource:
         self._execute(
             self._values.batchUpdate(
                 spreadsheetId=self.spreadsheet_id,
-                # USER_ENTERED so ISO dates land as real date cells and the HYPERLINK formula
-                # works; every other text is sent with a leading apostrophe, which Sheets reads
-                # as "this is text" and does not store.
+                # USER_ENTERED: ISO dates become date cells and HYPERLINK works; other text is
+                # sent after an apostrophe, which Sheets reads as "this is text" and does not store.
                 body={"valueInputOption": "USER_ENTERED", "data": data},
             )
         )
@@ -356,7 +349,6 @@ def _classify(exc: HttpError) -> Exception:
 
 
 def _desired_cells(update: WriteBack) -> Iterable[tuple[str, _Cell]]:
-    """The output cells of one WriteBack, by field name."""
     if update.last_stage_sent is not None:
         yield "last_stage_sent", _Cell(update.last_stage_sent, update.last_stage_sent)
     if update.last_sent_at is not None:
@@ -383,16 +375,14 @@ def _text_cell(text: str, *, allow_link: bool) -> _Cell:
     return _Cell("'" + text if text else "", text)
 
 
-def _ranges(target: SheetRange, row: int, cells: Mapping[int, _Cell]) -> list[dict[str, Any]]:
+def _ranges(target: SheetRange, row: int, cells: Mapping[int, _Cell]) -> Iterable[dict[str, Any]]:
     """One ValueRange per run of adjacent columns, so no other cell is ever in a range."""
-    out = []
     for _, run in groupby(enumerate(sorted(cells)), key=lambda pair: pair[1] - pair[0]):
         cols = [col for _, col in run]
         a1 = f"{column_letters(cols[0])}{row}"
         if len(cols) > 1:
             a1 += f":{column_letters(cols[-1])}{row}"
-        out.append({"range": target.cells(a1), "values": [[cells[c].send for c in cols]]})
-    return out
+        yield {"range": target.cells(a1), "values": [[cells[c].send for c in cols]]}
 
 
 def _text(value: object) -> str:

@@ -1,13 +1,11 @@
 """Stripe payment links for the open balance of an overdue invoice (DESIGN §11).
 
-Payment Links, not Checkout Sessions: a Checkout Session's URL expires within 24 hours, while
-a reminder may sit in Gmail drafts for days and be opened a week later. A Payment Link does
-not expire; ``price_data`` makes its Price in the same call, ``completed_sessions.limit = 1``
-stops it being paid twice, and the invoice id rides in the PaymentIntent's metadata.
-
-One link per (scope, invoice, currency, balance), kept in the ``payment_links`` table: a later
-stage reuses it; a partial payment changes the balance and so makes a new one. Stripe errors
-never leave this module: they come back as text for the row's status.
+Payment Links, not Checkout Sessions, whose URL expires within 24 hours while a reminder may
+sit in Gmail drafts for a week. A Payment Link does not expire; ``price_data`` makes its Price
+in the same call, ``completed_sessions.limit = 1`` stops it being paid twice, and the invoice
+id rides in the PaymentIntent's metadata. One link per (scope, invoice, currency, balance), in
+the ``payment_links`` table: a later stage reuses it, a partial payment makes a new one. Stripe
+errors never leave this module: they come back as text for the row's status.
 """
 
 from __future__ import annotations
@@ -69,15 +67,13 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
 
 
 class PaymentLinkStore(Protocol):
-    """Where made links are kept (``SqlPaymentLinks``)."""
+    """Where made links are kept (``SqlPaymentLinks``); a save returns the balance's first link."""
 
     def get_payment_link(
         self, scope: str, invoice_id: str, currency: str, amount_minor: int
     ) -> PaymentLink | None: ...
 
-    def save_payment_link(self, link: PaymentLink) -> PaymentLink:
-        """Store ``link`` unless one exists for the same balance; return the stored one."""
-        ...
+    def save_payment_link(self, link: PaymentLink) -> PaymentLink: ...
 
 
 def idempotency_key(scope: str, invoice_id: str, currency: str, amount_minor: int) -> str:
@@ -100,8 +96,7 @@ class StripePaymentLinks:
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else {},
-            # The shared policy retries, not the library: the idempotency key makes a repeated
-            # create return the same link.
+            # Our policy retries, not the library; the idempotency key dedupes a repeated create.
             max_network_retries=0,
         )
         self._store = store
@@ -133,8 +128,7 @@ class StripePaymentLinks:
             log.exception("payment link failed", extra={"invoice_id": invoice.invoice_id})
             return PaymentLinkResult(error=f"Stripe: unexpected {type(exc).__name__}")
         # First writer wins: two workers that raced both use the link that was stored first.
-        saved = self._store.save_payment_link(created)
-        return PaymentLinkResult(url=saved.url)
+        return PaymentLinkResult(url=self._store.save_payment_link(created).url)
 
     def _create(
         self, scope: str, invoice: Invoice, currency: str, amount_minor: int

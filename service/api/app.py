@@ -26,8 +26,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is None:
         services = build_services(settings or load_settings())
     settings = services.settings
-    # JSON lines on stdout for gunicorn too, with every configured secret masked should one
-    # ever reach a log line.
+    # JSON lines for gunicorn too, with every configured secret masked should one be logged.
     configure_logging(settings.log_level, secrets=[*settings.api_keys, *settings.secrets])
 
     app = Flask(__name__)
@@ -80,22 +79,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 def _authenticate_v1(app: Flask, settings: Settings) -> None:
     """Every /v1 request proves who it is; each caller, and each address failing to, is
-    rate-limited.
-
-    Order matters: the caller is identified first (its failure kept, not raised), then
-    Flask-Limiter counts the request against the caller and, for a failed proof, against the
-    client address; only then is the failure answered (401), so that guessing keys ends in 429.
-    """
+    rate-limited. Order matters: the caller is identified (a failure kept, not raised), then
+    Flask-Limiter counts the request against the caller or, for a failed proof, the client
+    address; only then is the failure answered (401), so that guessing keys ends in 429."""
     authenticator = Authenticator(settings)
 
     @app.before_request
     def _identify() -> None:
-        g.caller, g.identity, g.auth_error = None, None, None
+        g.caller = g.auth_error = None
         if request.path.startswith("/v1/"):
             try:
                 # The caller's scopes are checked by each view, once it knows the scope.
                 g.caller = authenticator.identify(request)
-                g.identity = g.caller.identity
             except ApiError as exc:
                 g.auth_error = exc
 
@@ -118,7 +113,7 @@ def _authenticate_v1(app: Flask, settings: Settings) -> None:
     calls = limiter.shared_limit(
         f"{max(per_caller, 1)}/minute",
         scope="caller",
-        key_func=lambda: g.identity or get_remote_address(),
+        key_func=lambda: g.caller.identity if g.caller else get_remote_address(),
         exempt_when=lambda: per_caller == 0 or g.auth_error is not None,
     )
     for module in _BLUEPRINTS:

@@ -1,9 +1,8 @@
-"""Authentication for every /v1 route: an API key, or a Google ID token from an allowed user.
-
-Both arrive as ``Authorization: Bearer …``. API keys are compared in constant time; anything
-else is tried as a Google ID token (``ScriptApp.getIdentityToken()`` in the add-on) when
-GOOGLE_CLIENT_ID is set: signature against Google's published certs (cached), issuer,
-audience, expiry, a verified email, and the ALLOWED_GOOGLE_IDENTITIES allow-list.
+"""Authentication for every /v1 route: ``Authorization: Bearer`` with an API key (compared in
+constant time) or, when GOOGLE_CLIENT_ID is set, a Google ID token from an allowed user
+(``ScriptApp.getIdentityToken()`` in the add-on), checked for its signature against Google's
+published certs (cached), issuer, audience, expiry, a verified email and the
+ALLOWED_GOOGLE_IDENTITIES allow-list.
 
 Either may be bound to scopes (``key:scope1|scope2`` in API_KEYS, likewise for identities): the
 views call ``require_scope`` with the scope a request would touch, before touching it.
@@ -36,8 +35,7 @@ MAX_CERTS_TTL_S = 24 * 3600.0
 CERTS_TIMEOUT_S = 5.0
 # Seconds of clock difference tolerated on iat/exp (Google's and ours are both NTP-synced).
 CLOCK_SKEW_S = 10
-# An unknown key id triggers one re-fetch, at most this often: forged kids must not turn
-# every request into a round trip to Google.
+# Re-fetch on an unknown key id at most this often: forged kids must not each cost a round trip.
 REFETCH_AFTER_S = 60.0
 _CHALLENGE = 'Bearer realm="invoice-collector"'
 
@@ -139,9 +137,8 @@ class GoogleIdentity:
                 503, "Google identity cannot be verified right now; try again shortly."
             ) from None
         except ValueError as exc:
-            # The reason goes to the log, the caller gets one message so a probe learns nothing
-            # about which check failed. google-auth quotes the token after a colon in some
-            # messages ("Wrong number of segments in token: …"), so only the text before it stays.
+            # One message, so a probe learns not which check failed; the log gets the reason up
+            # to its first colon, after which google-auth may quote the token ("…in token: …").
             reason = str(exc).split(",")[0].split(":")[0][:80]
             log.info("google id token refused", extra={"reason": reason})
             raise _unauthorized("The Google ID token is not valid.") from None

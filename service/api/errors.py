@@ -1,9 +1,7 @@
 """One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
 
-flask-smorest's own handler receives every HTTPException (``abort``, a refused body, a 404,
-a 429, an unexpected error turned into a 500); ``Api.handle_http_exception`` below only
-writes its payload in that shape.
-"""
+flask-smorest's own handler receives every HTTPException (``abort``, a refused body, a 404, a
+429, an unexpected error turned into a 500); ``Api.handle_http_exception`` only shapes it."""
 
 from __future__ import annotations
 
@@ -46,10 +44,6 @@ class ApiError(HTTPException):
         super().__init__(message)
         self.code = status
         self.data = {"message": message, "error_code": code, "errors": details, "headers": headers}
-
-    @property
-    def status(self) -> int:
-        return self.code or 500
 
 
 class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped

@@ -14,7 +14,6 @@ from service.api.routes_plan import envelope, resolve
 from service.api.schemas import DraftsRequestSchema, ErrorResponseSchema, PlanResponseSchema
 from service.ports import AuthorizationError
 from service.usecases.drafts import generate_drafts
-from service.usecases.plan import plan
 from service.usecases.report import outcome_row_dict, planned_row_dict
 
 blp = Blueprint("drafts", __name__, url_prefix="/v1", description="Create drafts")
@@ -27,7 +26,7 @@ def _request_key() -> str | None:
     if len(key) > 200 or not key.isprintable():
         raise ApiError(400, "Idempotency-Key must be printable and at most 200 characters.")
     # Scoped to the caller, so two clients choosing the same key never see each other's work.
-    return f"{g.identity}:{key}"
+    return f"{g.caller.identity}:{key}"
 
 
 @blp.route("/drafts")
@@ -50,17 +49,9 @@ class Drafts(MethodView):
         svc = services()
         locale = svc.settings.locale
         request_key = _request_key()
-        ctx = resolve(args, svc)
-        dry_run = args["dry_run"]
         # A dry run previews each email; a real one renders it as it drafts it.
-        planned = plan(
-            args["invoices"],
-            today=ctx.today,
-            settings=svc.plan_settings,
-            templates=svc.templates,
-            render=dry_run,
-        )
-        if dry_run:
+        ctx, planned = resolve(args, svc, render=args["dry_run"])
+        if args["dry_run"]:
             rows = [planned_row_dict(p, locale=locale) for p in planned]
             return {**envelope(ctx, planned, rows, locale), "dry_run": True, "remaining": 0}
         try:

@@ -31,19 +31,15 @@ class RequestContext:
     scope: str
 
 
-def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
-    """Fill in today/timezone/scope from the request or the configuration, and cap the rows.
-
-    A caller bound to other scopes is refused (403) here, before anything is read or claimed;
-    a bound caller must name its scope, since the default one is shared by every unnamed call.
-    """
+def resolve(
+    args: Mapping[str, Any], svc: Services, *, render: bool = True
+) -> tuple[RequestContext, list[PlannedRow]]:
+    """The request's context (from it or the configuration) and its rows planned. A caller
+    bound to other scopes is refused (403) before anything is read or claimed; a bound caller
+    must name its scope, since the default one is shared by every unnamed call."""
     scope = args.get("scope") or "default"
-    if args.get("scope"):
-        require_scope(scope)
-    else:
-        require_scope(
-            scope, refusal="is bound to particular sheets: send `scope`, the id of one of them."
-        )
+    unnamed = "is bound to particular sheets: send `scope`, the id of one of them."
+    require_scope(scope, refusal=None if args.get("scope") else unnamed)
     rows = args["invoices"]
     limit = svc.settings.max_rows_per_request
     if len(rows) > limit:
@@ -54,7 +50,10 @@ def resolve(args: Mapping[str, Any], svc: Services) -> RequestContext:
         )
     timezone = args.get("timezone") or svc.settings.timezone
     today = args.get("today") or today_in(timezone, svc.clock())
-    return RequestContext(today=today, timezone=timezone, scope=scope)
+    planned = plan(
+        rows, today=today, settings=svc.plan_settings, templates=svc.templates, render=render
+    )
+    return RequestContext(today=today, timezone=timezone, scope=scope), planned
 
 
 def envelope(
@@ -81,10 +80,7 @@ class Plan(MethodView):
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Decide each invoice's stage and render its reminder; creates nothing."""
         svc = services()
-        ctx = resolve(args, svc)
-        planned = plan(
-            args["invoices"], today=ctx.today, settings=svc.plan_settings, templates=svc.templates
-        )
+        ctx, planned = resolve(args, svc)
         locale = svc.settings.locale
         rows = [planned_row_dict(p, locale=locale) for p in planned]
         return {

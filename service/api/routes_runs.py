@@ -78,15 +78,14 @@ class Runs(MethodView):
         execute = partial(
             svc.run, source, today=args.get("today"), dry_run=dry_run, force=True, sink=sink
         )
-        thread = threading.Thread(
+        threading.Thread(
             target=record_run,
             args=(svc.runs, run.id, execute),
             # Touched four times a lease, so only a dead worker's run is ever taken for one.
             kwargs={"clock": svc.clock, "heartbeat_s": svc.settings.run_lease_seconds / 4},
             name=f"run-{run.id}",
             daemon=True,  # a shutting-down worker must not hang on a run
-        )
-        thread.start()
+        ).start()
         status_url = url_for("runs.RunById", run_id=run.id)
         body = {"id": run.id, "state": run.state.value, "status_url": status_url}
         return body, 202, {"Location": status_url}

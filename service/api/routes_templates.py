@@ -21,25 +21,22 @@ class Templates(MethodView):
     def get(self) -> dict[str, Any]:
         """Every stage, its template and any load error."""
         templates = services().templates
-        items = []
-        for stage, t in sorted(templates.templates.items()):
-            first = t.source.partition("\n")[0]
-            items.append(
+        return {
+            "stages": sorted(templates.templates),
+            "merge_fields": sorted(MERGE_FIELDS),
+            "templates": [
                 {
                     "stage": stage,
                     "file": t.path.name,
                     "ok": t.error is None,
                     "error": t.error,
                     "fields_used": sorted(t.fields),
-                    "subject": first[len("Subject:") :].strip()
-                    if first.startswith("Subject:")
+                    "subject": t.source.partition("\n")[0].removeprefix("Subject:").strip()
+                    if t.source.startswith("Subject:")
                     else None,
                     "source": t.source,
                 }
-            )
-        return {
-            "stages": sorted(templates.templates),
-            "merge_fields": sorted(MERGE_FIELDS),
-            "templates": items,
+                for stage, t in sorted(templates.templates.items())
+            ],
             "errors": {str(k): v for k, v in templates.errors.items()},
         }

@@ -28,23 +28,9 @@ class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
-def _row_problem(row: Any) -> str | None:
-    if not isinstance(row, dict):
-        return "Each row must be an object."
-    number = row.get("row")
-    if number is None or (type(number) is int and 1 <= number <= MAX_SHEET_ROW):
-        return None
-    # The results are written back to this row: a row number that is not one would put a
-    # reminder's status beside another client's invoice, or nowhere.
-    return f"`row` must be a sheet row number from 1 to {MAX_SHEET_ROW:,}."
-
-
 class InvoiceRows(fields.List):  # type: ignore[type-arg]
-    """A list of row objects, each with an optional sheet row number `row`.
-
-    Cells are free-form: the domain parser reports per-row, per-field errors, so a bad cell
-    costs its row, not the request.
-    """
+    """Row objects with an optional sheet row number `row`; cells are free-form, since the domain
+    parser reports per-field errors per row: a bad cell costs its row, not the request."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(fields.Dict(keys=fields.String(), values=fields.Raw()), **kwargs)
@@ -56,10 +42,16 @@ class InvoiceRows(fields.List):  # type: ignore[type-arg]
             raise ValidationError("Not a valid list of rows.")
         problems: dict[int, list[str]] = {}
         for i, row in enumerate(value):
-            if (problem := _row_problem(row)) is not None:
-                problems[i] = [problem]
-                if len(problems) == LISTED_PROBLEMS:
-                    break
+            if not isinstance(row, dict):
+                problems[i] = ["Each row must be an object."]
+            elif (number := row.get("row")) is not None and not (
+                type(number) is int and 1 <= number <= MAX_SHEET_ROW
+            ):
+                # The results are written back to this row: a row number that is not one would
+                # put a reminder's status beside another client's invoice, or nowhere.
+                problems[i] = [f"`row` must be a sheet row number from 1 to {MAX_SHEET_ROW:,}."]
+            if len(problems) == LISTED_PROBLEMS:
+                break
         if problems:
             raise ValidationError(problems)
         return value

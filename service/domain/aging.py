@@ -9,19 +9,15 @@ from decimal import Decimal
 
 from service.domain.invoice import Invoice
 
-# Days past due: (label, first day, last day or None for no end).
-BUCKETS = (("current", None, 0), ("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90),
-           ("90+", 91, None))  # fmt: skip
+# Days past due: (label, last day or None for no end); each starts the day after the last one.
+BUCKETS = (("current", 0), ("1-30", 30), ("31-60", 60), ("61-90", 90), ("90+", None))
 DSO_DAYS = 90
 _ZERO = Decimal(0)
 
 
 def bucket_of(days_past_due: int) -> str:
     """The aging bucket of an invoice ``days_past_due`` (0 or less: current)."""
-    for label, first, last in BUCKETS:
-        if (first is None or days_past_due >= first) and (last is None or days_past_due <= last):
-            return label
-    raise AssertionError("the buckets cover every day")
+    return next(label for label, last in BUCKETS if last is None or days_past_due <= last)
 
 
 @dataclass
@@ -48,10 +44,8 @@ class CurrencyAging:
 
 
 def aging(invoices: Iterable[tuple[Invoice, bool]], today: dt.date) -> dict[str, CurrencyAging]:
-    """Aging per currency of ``(invoice, is_open)`` pairs (open: chased, with a balance).
-
-    Every invoice sent in the last 90 days counts toward DSO's denominator, paid or not.
-    """
+    """Aging per currency of ``(invoice, is_open)`` pairs (open: chased, with a balance); every
+    invoice sent in the last 90 days counts toward DSO's denominator, paid or not."""
     out: dict[str, CurrencyAging] = {}
     start = today - dt.timedelta(days=DSO_DAYS)
     for invoice, is_open in invoices:

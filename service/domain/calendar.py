@@ -6,7 +6,6 @@ import datetime as dt
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-SATURDAY_SUNDAY = frozenset({5, 6})  # date.weekday(): Monday is 0
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -15,7 +14,7 @@ class BusinessCalendar:
     """Weekend days and public holidays (any container of dates, e.g. the ``holidays``
     package's, which computes each year when first asked)."""
 
-    weekend: frozenset[int] = SATURDAY_SUNDAY
+    weekend: frozenset[int] = frozenset({5, 6})  # Saturday, Sunday (date.weekday(): Monday is 0)
     holidays: Container[dt.date] = field(default_factory=frozenset)
 
     def is_business_day(self, day: dt.date) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import suppress
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -32,18 +33,11 @@ def from_serial(serial: float | int | Decimal) -> dt.date:
     return SHEETS_EPOCH + dt.timedelta(days=whole)
 
 
-def to_serial(day: dt.date) -> int:
-    """The Sheets serial number of a date."""
-    return (day - SHEETS_EPOCH).days
-
-
 def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
-    """Parse a date cell; ``None`` for an empty cell.
+    """A date cell (None when empty): a date, a Sheets serial, ISO text or ``date_format`` text.
 
-    Accepts date/datetime values, Sheets serial numbers (int, float or numeric text), ISO
-    ``YYYY-MM-DD`` (optionally with a time part) and, when ``date_format`` is given, text in that
-    ``strptime`` format (for files written as ``M/D/YYYY``; ``%m/%d/%Y`` accepts unpadded parts).
-    Ambiguous text such as ``03/04/2025`` without a format is an error, never a guess.
+    ``date_format`` is for files written as ``M/D/YYYY`` (``%m/%d/%Y`` accepts unpadded parts);
+    without it, ambiguous text such as ``03/04/2025`` is an error, never a guess.
     """
     if type(value) is str and len(value) == 10 and value[4] == "-":
         try:  # the common case, ISO text from the sidebar or a file
@@ -64,18 +58,12 @@ def parse_date(value: object, date_format: str | None = None) -> dt.date | None:
     if not text:
         return None
     if date_format:
-        try:
+        with suppress(ValueError):  # else ISO text and serials are accepted too
             return dt.datetime.strptime(text, date_format).date()
-        except ValueError:
-            pass  # fall through: ISO text and serials are always accepted too
-    try:
+    with suppress(ValueError):
         return dt.date.fromisoformat(text[:10])
-    except ValueError:
-        pass
-    try:
+    with suppress(InvalidOperation, DateParseError):
         return from_serial(Decimal(text))
-    except (InvalidOperation, DateParseError):
-        pass
     expected = f"{date_format!r} or YYYY-MM-DD" if date_format else "YYYY-MM-DD"
     raise DateParseError(f"{text!r} is not a date (expected {expected} or a date cell)")
 
@@ -86,11 +74,8 @@ def format_date(day: dt.date, locale: str) -> str:
 
 
 def today_in(timezone: str, now: dt.datetime) -> dt.date:
-    """The calendar date in ``timezone`` at the instant ``now`` (which must be aware).
-
-    "Today" is the spreadsheet's date, not the server's: at 23:00 UTC it is already tomorrow
-    in Auckland.
-    """
+    """The date in ``timezone`` at the aware instant ``now``: the spreadsheet's "today", not the
+    server's (at 23:00 UTC it is already tomorrow in Auckland)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(ZoneInfo(timezone)).date()

@@ -90,11 +90,6 @@ def _status_key(status: str) -> str:
     return " ".join(status.lower().replace("-", " ").replace("_", " ").split())
 
 
-def days_overdue(due_date: dt.date, today: dt.date) -> int:
-    """Whole days past due; 0 on or before the due date."""
-    return max(0, (today - due_date).days)
-
-
 def _reached(days: int, stages: Sequence[int]) -> list[int]:
     # A courtesy stage (negative) is reached only before the due date: "due in 3 days" said on
     # the day it is due would be wrong. ``stages`` ascend (Policy sorts them).
@@ -124,7 +119,8 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
     promised = invoice.promised_date
     if promised is not None and (today - promised).days < policy.promise_grace_days:
         return Decision(Action.SKIP, Reason.PROMISED, overdue, reached)
-    if invoice.last_sent_at == today:
+    last_sent, gap = invoice.last_sent_at, policy.min_gap_days
+    if last_sent == today:
         return Decision(Action.SKIP, Reason.ALREADY_DRAFTED_TODAY, overdue, reached)
     last = invoice.last_stage_sent
     if policy.catch_up is CatchUp.NEXT:  # the first stage after the last one drafted
@@ -133,16 +129,11 @@ def decide(invoice: Invoice, today: dt.date, policy: Policy) -> Decision:
         stage = reached if last is None or last < reached else None
     if stage is None:
         return Decision(Action.SKIP, Reason.STAGE_ALREADY_DRAFTED, overdue, reached)
-    if (
-        policy.min_gap_days > 0
-        and invoice.last_sent_at is not None
-        and (today - invoice.last_sent_at).days < policy.min_gap_days
-    ):
+    if gap > 0 and last_sent is not None and (today - last_sent).days < gap:
         return Decision(Action.SKIP, Reason.TOO_SOON, overdue, stage)
     calendar = policy.calendar
     if calendar is not None and not calendar.is_business_day(today):
-        # The same stage waits for the next business day; it is not skipped (a later run
-        # drafts it, since nothing was written back today).
+        # The stage waits, not skipped: a later run drafts it (nothing was written back today).
         later = calendar.next_business_day(today)
         return Decision(Action.SKIP, Reason.NOT_BUSINESS_DAY, overdue, stage, later)
     reason = Reason.DUE if stage == reached else Reason.CATCHING_UP

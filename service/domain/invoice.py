@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TypeVar
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,7 +32,6 @@ INPUT_FIELDS = (
     "pause_until",
 )
 OUTPUT_FIELDS = ("last_stage_sent", "last_sent_at", "reminder_status")
-_EMAIL_SPLIT = re.compile(r"[,;]")
 _T = TypeVar("_T")
 
 
@@ -93,8 +93,7 @@ def field_names(headers: Iterable[str], options: ParseOptions) -> dict[str, str]
     return {header: name for header, name in names.items() if name is not None}
 
 
-# C0 control characters other than tab and newline have no place in an email (NUL would also
-# end a header early).
+# C0 controls other than tab and newline have no place in an email (NUL would end a header early).
 _CONTROL = {c: None for c in range(32) if c not in (9, 10)}
 
 
@@ -113,49 +112,38 @@ def _blank(value: object) -> bool:
 
 @lru_cache(maxsize=4096)
 def _normalize_email(address: str) -> str:
-    # Syntax only: a deliverability check would be a DNS query per row, and there is no network
-    # guarantee where this runs.
-    return validate_email(address, check_deliverability=False).normalized
+    # Syntax only: a deliverability check is a DNS query per row, and there may be no network.
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{address!r} is not a valid email address ({exc})") from None
 
 
 def _emails(value: object) -> tuple[str, ...]:
-    """One or several addresses separated by ',' or ';'."""
     if value is not None and not isinstance(value, str):
         raise ValueError("expected one or more email addresses")
-    parts = [part.strip() for part in _EMAIL_SPLIT.split(value or "") if part.strip()]
+    parts = [part.strip() for part in re.split(r"[,;]", value or "") if part.strip()]
     if not parts:
         raise ValueError("is required")
-    out = []
-    for part in parts:
-        try:
-            out.append(_normalize_email(part))
-        except EmailNotValidError as exc:
-            raise ValueError(f"{part!r} is not a valid email address ({exc})") from None
-    return tuple(out)
+    return tuple(_normalize_email(part) for part in parts)
 
 
 def _stage(value: object) -> int | None:
     text = _text(value)
     if not text:
         return None
-    try:
+    with suppress(ArithmeticError):
         number = Decimal(text)
-    except ArithmeticError:
-        raise ValueError(f"{text!r} is not a stage number") from None
-    if not number.is_finite() or number != number.to_integral_value():
-        raise ValueError(f"{text!r} is not a stage number")  # negative: a courtesy stage
-    return int(number)
+        if number.is_finite() and number == number.to_integral_value():
+            return int(number)  # negative: a courtesy stage
+    raise ValueError(f"{text!r} is not a stage number")
 
 
 class _RowReader:
-    """Reads one row's cells into Invoice fields, noting each bad cell instead of stopping.
-
-    Errors are noted in the order the fields are read, which is the order a row reports them.
-    """
+    """Reads a row's cells into Invoice fields, noting each bad cell (in reading order)."""
 
     def __init__(self, cells: Mapping[str, object], options: ParseOptions) -> None:
         self.cells = cells
-        self.options = options
         self.errors: dict[str, str] = {}
         # Read first: an amount cell that names another currency is checked against it.
         self.currency_code = _text(cells.get("currency")).upper() or options.default_currency
@@ -189,9 +177,6 @@ class _RowReader:
             raise ValueError(f"{value!r} is in {named}, but {why}")
         return amount.value
 
-    def date(self, value: object) -> dt.date | None:
-        return parse_date(value, self.options.date_format)
-
     def currency(self) -> str | None:
         if is_known_currency(self.currency_code):
             return self.currency_code
@@ -205,42 +190,27 @@ def parse_row(
     row: int | None = None,
     names: Mapping[str, str] | None = None,
 ) -> Invoice | RowError:
-    """Parse one row; every bad field is reported, not just the first.
-
-    ``names`` is ``field_names`` of the sheet's headers, when the caller has it for many rows.
-    """
+    """Parse one row, reporting every bad field; ``names``: ``field_names`` if already known."""
     names = names or field_names(raw, options)
-    # Other columns are left to the source; when a sheet spells one header twice, the row's
-    # last spelling wins.
+    # Other columns are left to the source; of a header spelled twice, the row's last one wins.
     r = _RowReader({names[key]: value for key, value in raw.items() if key in names}, options)
-    invoice_id = r.read("invoice_id", _text, required=True)
-    client_name = r.read("client_name", _text, required=True)
-    emails = r.read("client_email", _emails)
-    amount = r.read("amount", r.amount, required=True)
-    paid = r.read("amount_paid", r.amount)
-    due_date = r.read("due_date", r.date, required=True)
-    sent_date = r.read("sent_date", r.date)
-    last_sent_at = r.read("last_sent_at", r.date)
-    promised_date = r.read("promised_date", r.date)
-    pause_until = r.read("pause_until", r.date)
-    currency = r.currency()
-    last_stage = r.read("last_stage_sent", _stage)
+    date = partial(parse_date, date_format=options.date_format)
+    values = {
+        "invoice_id": r.read("invoice_id", _text, required=True),
+        "client_name": r.read("client_name", _text, required=True),
+        "client_emails": r.read("client_email", _emails),
+        "amount": r.read("amount", r.amount, required=True),
+        "amount_paid": r.read("amount_paid", r.amount) or Decimal(0),
+        "due_date": r.read("due_date", date, required=True),
+        "sent_date": r.read("sent_date", date),
+        "last_sent_at": r.read("last_sent_at", date),
+        "promised_date": r.read("promised_date", date),
+        "pause_until": r.read("pause_until", date),
+        "currency": r.currency(),
+        "last_stage_sent": r.read("last_stage_sent", _stage),
+        "status": _text(r.cells.get("status")),
+        "notes": _text(r.cells.get("notes")),
+    }
     if r.errors:
-        return RowError(invoice_id or "", r.errors, row)
-    return Invoice(
-        invoice_id=invoice_id,  # type: ignore[arg-type]
-        client_name=client_name,  # type: ignore[arg-type]
-        client_emails=emails,  # type: ignore[arg-type]
-        amount=amount,  # type: ignore[arg-type]
-        currency=currency,  # type: ignore[arg-type]
-        due_date=due_date,  # type: ignore[arg-type]
-        sent_date=sent_date,
-        status=_text(r.cells.get("status")),
-        amount_paid=paid or Decimal(0),
-        notes=_text(r.cells.get("notes")),
-        last_stage_sent=last_stage,
-        last_sent_at=last_sent_at,
-        row=row,
-        promised_date=promised_date,
-        pause_until=pause_until,
-    )
+        return RowError(str(values["invoice_id"] or ""), r.errors, row)
+    return Invoice(**values, row=row)  # type: ignore[arg-type]

@@ -16,8 +16,7 @@ from babel.numbers import format_currency, format_decimal, is_currency
 _TEXT = re.compile(
     r"(?P<before>[A-Za-z]{3})?\s*(?P<symbol>[$€£¥₹])?\s*(?P<number>[^A-Za-z]*?)\s*(?P<after>[A-Za-z]{3})?"
 )
-# ASCII digits only: str.isdigit() and a str pattern's \d also take "²" and "٣", which Decimal
-# refuses or reads as digits nobody typed into a ledger.
+# ASCII digits only: isdigit() and \d also take "²" and "٣", which Decimal refuses or misreads.
 _NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$|^-?\d+(\.\d+)?$", re.ASCII)
 # The currencies a symbol names. "$" names none: dozens of currencies write it.
 _SYMBOL_CURRENCIES = {
@@ -41,21 +40,17 @@ class Amount(NamedTuple):
 
 
 def read_amount(value: object) -> Amount:
-    """Read an amount cell: a Decimal (``None`` for an empty cell) and the currencies it names
-    by code or symbol ("€99": EUR; none for "$5" or a plain number).
+    """Read an amount cell and the currencies its code or symbol names ("€99": EUR; "$5": none).
 
-    Numbers pass through ``str`` so a float such as 0.1 becomes Decimal('0.1'), not its binary
-    approximation. Text may carry a currency symbol or ISO code and thousands separators; a
+    Numbers pass through ``str``: 0.1 is Decimal('0.1'), not its binary approximation. A
     parenthesised amount is negative, as accountants write it.
     """
     if value is None:
         return Amount(None)
-    if isinstance(value, bool):
-        raise MoneyParseError(f"{value!r} is not an amount")
     named: frozenset[str] = frozenset()
     if isinstance(value, Decimal):
         result = value
-    elif isinstance(value, int | float):
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         result = Decimal(str(value))
     elif isinstance(value, str):
         text = value.strip()
@@ -97,12 +92,8 @@ def is_known_currency(code: str) -> bool:
 
 
 def _rounding(amount: Decimal) -> Context:
-    """A decimal context holding every digit of ``amount`` and its cents.
-
-    Babel rounds in the current context: the default 28 digits cannot hold what a hostile cell
-    may carry ("99999999999999999999999.999", an integer of 70 digits), and rounding it must
-    not fail.
-    """
+    """A decimal context holding every digit of ``amount`` and its cents: Babel rounds in the
+    current context, whose default 28 digits a hostile cell (a 70-digit integer) overflows."""
     return Context(prec=max(28, amount.adjusted() + 8))
 
 

@@ -1,11 +1,9 @@
 """generate_drafts(): the exactly-once flow of DESIGN §7 over planned rows.
 
-For each row to draft: claim the (scope, invoice, stage) key in the ledger → create the draft
-(or, when the key's lease ran out, adopt the draft its holder may already have made) → record
-its ids. A caller that loses the claim reports the row as a duplicate. A create that certainly
-failed releases the key as retryable; one whose outcome is unknown keeps it reserved and the
-row `pending` until a call after the lease looks for the draft. No email body is stored or
-logged anywhere here.
+Per row: claim its (scope, invoice, stage) key → create the draft (or, after a lapsed lease,
+adopt the one its holder may have made) → record its ids. A lost claim is a duplicate. A create
+that certainly failed releases the key as retryable; an unknown outcome keeps it reserved and
+the row `pending` until a call after the lease looks for the draft. No body is stored or logged.
 """
 
 from __future__ import annotations
@@ -65,9 +63,8 @@ class DraftSettings:
     # Drafts in flight at once. Each draft is two durable ledger commits and a Gmail round
     # trip; overlapping them lets one mailbox reach its quota's pace (the pacer holds the rate).
     concurrency: int = 1
-    # No new draft is started after this many seconds of one call (None: no limit), so a
-    # sidebar chunk answers before the web worker's timeout; the rest come back as
-    # `time_budget` rows for the next call.
+    # No draft is started after this many seconds of a call (None: no limit), so a sidebar
+    # chunk answers before the web worker's timeout; the rest come back as `time_budget` rows.
     time_budget_seconds: float | None = None
     # One statement draft for a client with two or more invoices due the same day.
     group_by_client: bool = False
@@ -162,19 +159,14 @@ def generate_drafts(
     timer: Callable[[], float] = time.monotonic,
 ) -> GenerateResult:
     """Create a draft for every planned `draft` row, at most once per (scope, invoice, stage).
-
-    Each draft's email is rendered here, once, after its key is claimed. With
-    ``payment_links``, each draft this call creates carries a link for the open balance; a
-    link that cannot be made leaves the draft without one and says why on its row.
-    """
+    Each email is rendered here, once, after its key is claimed. With ``payment_links`` a draft
+    carries a link for the open balance, or its row says why it has none."""
     run = _Run(scope, today, ledger, sink, settings, templates, clock, request_key, payment_links)
-    # Every row keeps its plan's decision until drafting replaces it.
     outcomes = [DraftOutcome(item, item.decision.action, item.decision.reason) for item in planned]
     todo = [i for i, item in enumerate(planned) if item.is_draft]
     units = _units(planned, todo, settings.group_by_client)
     stop = threading.Event()
-    budget = settings.time_budget_seconds
-    ends = None if budget is None else timer() + budget
+    ends = None if settings.time_budget_seconds is None else timer() + settings.time_budget_seconds
 
     def work(indexes: list[int]) -> list[DraftOutcome]:
         unit = [planned[i] for i in indexes]
@@ -241,7 +233,7 @@ def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
                 for item, w in zip(unit, waiting, strict=True)
             ]
     keys = [DraftKey(run.scope, item.invoice_id, item.decision.stage or 0) for item in unit]
-    # All or none: a statement's invoices are claimed together (one key is a plain claim).
+    # All or none: a statement's invoices are claimed together (a reminder is a unit of one).
     claims = run.ledger.claim_all(
         keys, now=run.clock(), lease_seconds=run.settings.lease_seconds, request_key=run.request_key
     )
@@ -316,15 +308,13 @@ def _draft(run: _Run, unit: list[PlannedRow]) -> list[DraftOutcome]:
 
 
 def _latest(run: _Run, item: PlannedRow) -> LedgerEntry | None:
-    """The invoice's most recent reminder before this stage."""
     stage = item.decision.stage
     assert stage is not None
     return run.ledger.latest_created(run.scope, item.invoice_id, stage)
 
 
 def _unsent(run: _Run, earlier: LedgerEntry | None) -> LedgerEntry | None:
-    """The invoice's last reminder when it still waits in Drafts: the client never got it, so
-    the next, sterner one must not land on top of it."""
+    """The last reminder if still unsent in Drafts: the next, sterner one must not land on it."""
     if earlier is None or earlier.draft_id is None:
         return None
     try:
@@ -389,11 +379,7 @@ def _payment_link(run: _Run, item: PlannedRow) -> PaymentLinkResult | None:
 
 
 def _build(
-    run: _Run,
-    item: PlannedRow,
-    key: DraftKey,
-    email: RenderedEmail,
-    earlier: LedgerEntry | None,
+    run: _Run, item: PlannedRow, key: DraftKey, email: RenderedEmail, earlier: LedgerEntry | None
 ) -> OutgoingDraft:
     """The draft for ``key``; a statement is found again (crash recovery) by its first
     invoice's key. With ``earlier``, a follow-up in that reminder's thread."""

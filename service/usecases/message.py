@@ -16,9 +16,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from service.ports import DraftKey, OutgoingDraft, ThreadRef
+from service.ports import KEY_HEADER, DraftKey, OutgoingDraft, ThreadRef
 
-KEY_HEADER = "X-Invoice-Collector-Key"
 # A domain for the Message-ID's right-hand side: dot-separated labels, nothing that would need
 # quoting or could end the angle-bracketed id early.
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
@@ -62,9 +61,7 @@ def build_draft(
     now: dt.datetime | None = None,
 ) -> OutgoingDraft:
     """Build the reminder for ``key`` as a MIME message; ``now`` (aware) becomes its Date.
-
-    Without ``sender`` the message has no From: Gmail fills in the mailbox's own address.
-    """
+    Without ``sender`` the message has no From: Gmail fills in the mailbox's own address."""
     check_header_value("key.scope", key.scope)
     check_header_value("key.invoice_id", key.invoice_id)
     if isinstance(to, str):  # a lone string would be split into characters
@@ -87,11 +84,9 @@ def build_draft(
         msg["Date"] = format_datetime(now)
     msg["Message-ID"] = rfc_message_id
     _set_text_header(msg, KEY_HEADER, key.header_value())
-    if thread is not None:
-        references = _references(thread)
-        if references:
-            msg["In-Reply-To"] = references[-1]
-            msg["References"] = " ".join(references)
+    if thread is not None and (references := _references(thread)):
+        msg["In-Reply-To"] = references[-1]
+        msg["References"] = " ".join(references)
 
     # Quoted-printable keeps the message 7-bit clean for any transport or mail client, and
     # utf-8 is declared so accents and symbols survive.
@@ -111,12 +106,10 @@ def build_draft(
 
 def _set_text_header(msg: EmailMessage, name: str, value: str) -> None:
     """Set an unstructured header; non-ASCII text is RFC 2047-encoded by the legacy encoder.
-
-    CPython 3.11's modern folder drops the space between two encoded words when it splits a
-    long non-ASCII header ("1 234,50 € ✓" arrives as "1 234,50 €✓"). The legacy ``Header``
-    encoder keeps every space inside the encoded text, and its lines stay within 78
-    characters, so the generator writes the stored value as it is (``set_raw``).
-    """
+    CPython 3.11's modern folder drops the space between two encoded words when it splits a long
+    non-ASCII header ("1 234,50 € ✓" arrives as "1 234,50 €✓"). The legacy ``Header`` encoder
+    keeps every space inside the encoded text and its lines within 78 characters, so the
+    generator writes the stored value as it is (``set_raw``)."""
     if value.isascii() and len(name) + 2 + len(value) <= _MAX_LINE:
         msg[name] = value
         return
@@ -167,12 +160,8 @@ def _address(field: str, value: str) -> Address:
 def _references(thread: ThreadRef) -> list[str]:
     """In-Reply-To is the earlier draft; References adds the thread's root when it is known."""
     root, parent = thread.thread_id, thread.rfc_message_id
-    for field, value in (
-        ("thread_id", root),
-        ("subject", thread.subject),
-        ("rfc_message_id", parent),
-    ):
-        if value is not None:
+    for field in ("thread_id", "subject", "rfc_message_id"):
+        if (value := getattr(thread, field)) is not None:
             check_header_value(f"thread.{field}", value)
     if parent is not None and not _MSG_ID.match(parent):
         raise ValueError(f"thread.rfc_message_id {parent!r} is not a <id@domain> Message-ID")

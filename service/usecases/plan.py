@@ -63,11 +63,9 @@ def plan(
     render: bool = True,
 ) -> list[PlannedRow]:
     """Decide every row for ``today``; one bad row becomes an error row, never an exception.
-
-    A row's integer ``row`` is its sheet row number; rows without one are numbered as a sheet
-    would. With ``render`` each row to draft carries its email (a preview); the drafts use case
-    renders at draft time instead, once, with the payment link.
-    """
+    A row's integer ``row`` is its sheet row number, else it is numbered as a sheet would. With
+    ``render`` each draft row carries its email (a preview); the drafts use case renders at
+    draft time instead, once, with the payment link."""
     options = settings.parse_options
     # A sheet's rows share its headers: match them to our fields once.
     names = field_names(set().union(*raw_rows), options)

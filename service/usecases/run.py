@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.domain.dates import today_in
-from service.domain.decide import Action, Reason
+from service.domain.decide import Reason
 from service.ports import (
     AuthorizationError,
     Clock,
@@ -80,11 +80,9 @@ ZONE_FROM_SETTING, ZONE_FROM_SHEET, ZONE_FROM_MACHINE = "TIMEZONE", "spreadsheet
 
 
 def run_timezone(source: InvoiceSource, settings: RunSettings) -> tuple[str, str]:
-    """The zone of a run's "today" and window, and where it came from.
-
-    TIMEZONE wins; else a spreadsheet's own zone (a Los Angeles sheet's 21:00 is still today
-    there, though tomorrow in UTC); else this machine's.
-    """
+    """The zone of a run's "today" and window, and where it came from: TIMEZONE, else a
+    spreadsheet's own (a Los Angeles sheet's 21:00 is still today there, though tomorrow in
+    UTC), else this machine's."""
     if settings.timezone:
         return settings.timezone, ZONE_FROM_SETTING
     # A Google Sheet knows its zone before it is read.
@@ -92,17 +90,6 @@ def run_timezone(source: InvoiceSource, settings: RunSettings) -> tuple[str, str
     if told is not None and (zone := told()):
         return zone, ZONE_FROM_SHEET
     return settings.local_timezone, ZONE_FROM_MACHINE
-
-
-_RETRYABLE_REASONS = frozenset({Reason.DRAFT_FAILED.value, Reason.GMAIL_UNAUTHORIZED.value})
-_DATA_REASONS = frozenset(
-    {Reason.INVALID_ROW.value, Reason.DUPLICATE_INVOICE_ID.value, Reason.TEMPLATE_ERROR.value}
-)
-
-
-def _busy(row: dict[str, Any]) -> bool:
-    # Another worker held the key: the row is drafted by it, or retried on the next run.
-    return row["reason"] == Reason.DUPLICATE.value and row.get("retryable") is True
 
 
 @dataclass(frozen=True)
@@ -127,12 +114,18 @@ class RunReport:
     @property
     def failed(self) -> int:
         """Rows whose draft could not be made now but may be on a later run."""
-        return sum(r["reason"] in _RETRYABLE_REASONS or _busy(r) for r in self.rows)
+        # A retryable duplicate: another worker held the key; it or a later run drafts the row.
+        return sum(
+            r["reason"] in (Reason.DRAFT_FAILED, Reason.GMAIL_UNAUTHORIZED)
+            or (r["reason"] == Reason.DUPLICATE and r.get("retryable") is True)
+            for r in self.rows
+        )
 
     @property
     def invalid(self) -> int:
         """Rows the sheet itself must fix (bad cells, duplicate ids, broken template)."""
-        return sum(r["reason"] in _DATA_REASONS for r in self.rows)
+        data = (Reason.INVALID_ROW, Reason.DUPLICATE_INVOICE_ID, Reason.TEMPLATE_ERROR)
+        return sum(r["reason"] in data for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape stored for /v1/runs and printed by `run --json`."""
@@ -166,11 +159,9 @@ def run_sheet(
     draft_log: DraftLog | None = None,
 ) -> RunReport:
     """Read the sheet once, draft what is due at most once, write back once, alert once.
-
-    ``sink`` is a factory so a dry run needs no mailbox credentials. Outside the window
-    nothing is read or written unless ``force``. ``draft_log`` gets one line per draft
-    created (timestamp, invoice, stage, recipients), once per run.
-    """
+    ``sink`` is a factory so a dry run needs no mailbox credentials. Outside the window nothing
+    is read or written unless ``force``. ``draft_log`` gets one line per draft created
+    (timestamp, invoice, stage, recipients), once per run."""
     zone, zone_from = run_timezone(source, settings)
     window = settings.window
     if not force and not window.contains(clock(), zone):
@@ -183,7 +174,6 @@ def run_sheet(
 
     snapshot = source.read()
     day = today or today_in(zone, clock())
-    # Every report of this run says its date, and in which zone and why that zone.
     report = partial(
         RunReport, scope=snapshot.scope, today=day, timezone=zone, timezone_from=zone_from
     )
@@ -279,10 +269,7 @@ def _alert(notifier: Notifier | None, outcomes: Sequence[DraftOutcome]) -> bool:
             draft_url=o.entry.draft_url,
         )
         for o in outcomes
-        if o.action is Action.DRAFT
-        and o.reason is Reason.DRAFTED
-        and o.entry is not None
-        and o.planned.invoice is not None
+        if o.reason is Reason.DRAFTED and o.entry is not None and o.planned.invoice is not None
     ]
     return notifier.notify_run(items) if items else False
 
@@ -326,11 +313,9 @@ def record_run(
     timer: Callable[[], float] = time.monotonic,
     heartbeat_s: float = 60.0,
 ) -> None:
-    """Carry out one accepted run, recording its progress and outcome; never raises.
-
-    The run is touched every ``heartbeat_s`` while it works, so a run whose worker died is
-    told from a slow one: it falls silent, and the store marks it interrupted after its lease.
-    """
+    """Carry out one accepted run, recording its progress and outcome; never raises. The run is
+    touched every ``heartbeat_s`` while it works, so a run whose worker died is told from a
+    slow one: it falls silent, and the store marks it interrupted after its lease."""
     last = 0.0
     stop = threading.Event()
 

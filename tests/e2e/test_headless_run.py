@@ -19,11 +19,10 @@ from click.testing import CliRunner, Result
 from service import cli
 from service.adapters.sheets import column_letters
 from service.config import Settings
-from service.domain.dates import to_serial
 from tests.conftest import FIXED_NOW
 from tests.e2e.sheets_log import running_sheets_with_append
 from tests.emulators.gmail import GmailEmulator, running_gmail_emulator
-from tests.emulators.sheets import SheetsEmulator, running_sheets_emulator
+from tests.emulators.sheets import SheetsEmulator, running_sheets_emulator, to_serial
 
 pytestmark = [
     pytest.mark.timeout(60),

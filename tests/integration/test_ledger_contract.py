@@ -16,7 +16,7 @@ import pytest
 
 from service.adapters.ledger_sql import SqlLedger
 from service.adapters.migrate import upgrade
-from service.ports import ClaimOutcome, CreatedDraft, DraftKey, EntryState, Ledger
+from service.ports import Claim, ClaimOutcome, CreatedDraft, DraftKey, EntryState, Ledger
 from tests.fakes import FakeLedger
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,6 +38,19 @@ def _created(n: int = 1) -> CreatedDraft:
 
 def _at(seconds: float) -> dt.datetime:
     return NOW + dt.timedelta(seconds=seconds)
+
+
+def claim_one(
+    ledger: Ledger,
+    key: DraftKey,
+    *,
+    now: dt.datetime,
+    lease_seconds: float,
+    request_key: str | None = None,
+) -> Claim:
+    """One key claimed on its own: a statement of one (the port claims through claim_all)."""
+    [claim] = ledger.claim_all([key], now=now, lease_seconds=lease_seconds, request_key=request_key)
+    return claim
 
 
 @pytest.fixture(
@@ -64,7 +77,7 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
 # Claiming
 # ---------------------------------------------------------------------------------------------
 def test_first_claim_reserves_the_key_with_a_lease(ledger: Ledger) -> None:
-    claim = ledger.claim(KEY, now=NOW, lease_seconds=LEASE, request_key="req-1")
+    claim = claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE, request_key="req-1")
 
     assert claim.outcome is ClaimOutcome.CLAIMED
     assert not claim.recovered
@@ -79,10 +92,10 @@ def test_first_claim_reserves_the_key_with_a_lease(ledger: Ledger) -> None:
 def test_second_claim_is_busy_while_the_lease_lasts_even_at_its_last_instant(
     ledger: Ledger,
 ) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=60)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=60)
 
-    soon = ledger.claim(KEY, now=_at(5), lease_seconds=LEASE)
-    at_the_end = ledger.claim(KEY, now=_at(60), lease_seconds=LEASE)
+    soon = claim_one(ledger, KEY, now=_at(5), lease_seconds=LEASE)
+    at_the_end = claim_one(ledger, KEY, now=_at(60), lease_seconds=LEASE)
 
     assert soon.outcome is ClaimOutcome.BUSY
     assert at_the_end.outcome is ClaimOutcome.BUSY
@@ -90,11 +103,11 @@ def test_second_claim_is_busy_while_the_lease_lasts_even_at_its_last_instant(
 
 
 def test_expired_reservation_is_recovered_by_exactly_one_later_claim(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=60, request_key="crashed")
+    claim_one(ledger, KEY, now=NOW, lease_seconds=60, request_key="crashed")
     after_crash = _at(60.001)
 
-    recovered = ledger.claim(KEY, now=after_crash, lease_seconds=LEASE, request_key="req-2")
-    second = ledger.claim(KEY, now=after_crash, lease_seconds=LEASE)
+    recovered = claim_one(ledger, KEY, now=after_crash, lease_seconds=LEASE, request_key="req-2")
+    second = claim_one(ledger, KEY, now=after_crash, lease_seconds=LEASE)
 
     assert recovered.outcome is ClaimOutcome.CLAIMED
     assert recovered.recovered  # the new holder must look for the crashed holder's draft
@@ -106,10 +119,10 @@ def test_expired_reservation_is_recovered_by_exactly_one_later_claim(ledger: Led
 
 
 def test_claim_after_record_created_answers_created_with_the_draft_ids(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     stored = ledger.record_created(KEY, _created(), drafted_on=NOW.date(), now=_at(1))
 
-    later = ledger.claim(KEY, now=NOW + dt.timedelta(days=30), lease_seconds=LEASE)
+    later = claim_one(ledger, KEY, now=NOW + dt.timedelta(days=30), lease_seconds=LEASE)
 
     assert stored.state is EntryState.CREATED
     assert later.outcome is ClaimOutcome.CREATED
@@ -124,10 +137,10 @@ def test_claim_after_record_created_answers_created_with_the_draft_ids(ledger: L
 
 
 def test_failed_key_is_claimable_again_and_counts_attempts(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     failed = ledger.record_failed(KEY, "gmail 400 invalidArgument", now=_at(1))
 
-    retry = ledger.claim(KEY, now=_at(2), lease_seconds=LEASE)
+    retry = claim_one(ledger, KEY, now=_at(2), lease_seconds=LEASE)
 
     assert (failed.state, failed.attempts) == (EntryState.FAILED, 1)
     assert failed.error == "gmail 400 invalidArgument"
@@ -135,14 +148,14 @@ def test_failed_key_is_claimable_again_and_counts_attempts(ledger: Ledger) -> No
     assert not retry.recovered  # a failure certainly made no draft: nothing to look for
     assert (retry.entry.state, retry.entry.attempts) == (EntryState.RESERVED, 1)
     assert retry.entry.lease_until == _at(2 + LEASE)
-    assert ledger.claim(KEY, now=_at(3), lease_seconds=LEASE).outcome is ClaimOutcome.BUSY
+    assert claim_one(ledger, KEY, now=_at(3), lease_seconds=LEASE).outcome is ClaimOutcome.BUSY
 
     again = ledger.record_failed(KEY, "gmail 400 again", now=_at(4))
     assert (again.state, again.attempts, again.error) == (EntryState.FAILED, 2, "gmail 400 again")
 
 
 def test_only_a_live_reservation_can_fail(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     first = ledger.record_failed(KEY, "first failure", now=_at(1))
 
     second = ledger.record_failed(KEY, "a stale worker's failure", now=_at(2))
@@ -152,7 +165,7 @@ def test_only_a_live_reservation_can_fail(ledger: Ledger) -> None:
 
 
 def test_long_error_text_is_cut_to_a_thousand_characters(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
 
     entry = ledger.record_failed(KEY, "x" * 10_000, now=NOW)
 
@@ -160,7 +173,7 @@ def test_long_error_text_is_cut_to_a_thousand_characters(ledger: Ledger) -> None
 
 
 def test_a_failure_never_downgrades_a_created_draft(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     created = ledger.record_created(KEY, _created(), drafted_on=NOW.date(), now=NOW)
 
     entry = ledger.record_failed(KEY, "late timeout from a stale worker", now=_at(1))
@@ -168,13 +181,13 @@ def test_a_failure_never_downgrades_a_created_draft(ledger: Ledger) -> None:
     assert entry == created
     assert (entry.state, entry.attempts, entry.error) == (EntryState.CREATED, 0, None)
     assert ledger.get(KEY) == created
-    later = ledger.claim(KEY, now=_at(2), lease_seconds=LEASE)
+    later = claim_one(ledger, KEY, now=_at(2), lease_seconds=LEASE)
     assert later.outcome is ClaimOutcome.CREATED
     assert later.entry.draft_id == "r-draft-1"
 
 
 def test_the_first_recorded_draft_wins_when_recorded_twice(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     first = ledger.record_created(KEY, _created(1), drafted_on=NOW.date(), now=NOW)
 
     second = ledger.record_created(
@@ -191,7 +204,7 @@ def test_the_first_recorded_draft_wins_when_recorded_twice(ledger: Ledger) -> No
 
 
 def test_a_created_entry_keeps_the_first_drafts_subject_and_recipients(ledger: Ledger) -> None:
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     first = ledger.record_created(
         KEY,
         _created(1),
@@ -212,13 +225,13 @@ def test_a_created_entry_keeps_the_first_drafts_subject_and_recipients(ledger: L
 
 def test_a_slow_success_after_its_key_was_marked_failed_is_recorded(ledger: Ledger) -> None:
     # The holder's create timed out, the key was released, then the draft turned out to exist.
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     ledger.record_failed(KEY, "timeout", now=_at(1))
 
     entry = ledger.record_created(KEY, _created(), drafted_on=NOW.date(), now=_at(2))
 
     assert (entry.state, entry.draft_id, entry.error) == (EntryState.CREATED, "r-draft-1", None)
-    assert ledger.claim(KEY, now=_at(3), lease_seconds=LEASE).outcome is ClaimOutcome.CREATED
+    assert claim_one(ledger, KEY, now=_at(3), lease_seconds=LEASE).outcome is ClaimOutcome.CREATED
 
 
 def test_recording_an_unclaimed_key_is_an_error(ledger: Ledger) -> None:
@@ -234,14 +247,14 @@ def test_recording_an_unclaimed_key_is_an_error(ledger: Ledger) -> None:
 # ---------------------------------------------------------------------------------------------
 def test_a_created_entry_names_the_request_that_drafted_it(ledger: Ledger) -> None:
     # A replay of the same Idempotency-Key compares it with entry.request_key (use case side).
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE, request_key="req-1")
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE, request_key="req-1")
     ledger.record_failed(KEY, "gmail 400", now=NOW)
-    ledger.claim(KEY, now=_at(1), lease_seconds=LEASE, request_key="req-2")
+    claim_one(ledger, KEY, now=_at(1), lease_seconds=LEASE, request_key="req-2")
     ledger.record_created(KEY, _created(), drafted_on=NOW.date(), now=_at(2))
 
-    replay = ledger.claim(KEY, now=_at(3), lease_seconds=LEASE, request_key="req-2")
-    other = ledger.claim(KEY, now=_at(4), lease_seconds=LEASE, request_key="req-3")
-    anonymous = ledger.claim(KEY, now=_at(5), lease_seconds=LEASE)
+    replay = claim_one(ledger, KEY, now=_at(3), lease_seconds=LEASE, request_key="req-2")
+    other = claim_one(ledger, KEY, now=_at(4), lease_seconds=LEASE, request_key="req-3")
+    anonymous = claim_one(ledger, KEY, now=_at(5), lease_seconds=LEASE)
 
     for claim in (replay, other, anonymous):
         assert claim.outcome is ClaimOutcome.CREATED
@@ -252,11 +265,11 @@ def test_a_created_entry_names_the_request_that_drafted_it(ledger: Ledger) -> No
 def test_latest_created_is_the_highest_drafted_stage_below(ledger: Ledger) -> None:
     for stage in (7, 14, 21):
         key = DraftKey(KEY.scope, KEY.invoice_id, stage)
-        ledger.claim(key, now=NOW, lease_seconds=LEASE)
+        claim_one(ledger, key, now=NOW, lease_seconds=LEASE)
         if stage != 21:
             ledger.record_created(key, _created(stage), drafted_on=NOW.date(), now=NOW)
-    ledger.claim(DraftKey("other-sheet", KEY.invoice_id, 14), now=NOW, lease_seconds=LEASE)
-    ledger.claim(DraftKey(KEY.scope, "INV-OTHER", 7), now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, DraftKey("other-sheet", KEY.invoice_id, 14), now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, DraftKey(KEY.scope, "INV-OTHER", 7), now=NOW, lease_seconds=LEASE)
     ledger.record_created(
         DraftKey(KEY.scope, "INV-OTHER", 7), _created(99), drafted_on=NOW.date(), now=NOW
     )
@@ -276,10 +289,10 @@ def test_latest_created_is_the_highest_drafted_stage_below(ledger: Ledger) -> No
 def test_naive_times_are_refused_and_change_nothing(ledger: Ledger) -> None:
     naive = NOW.replace(tzinfo=None)
     with pytest.raises(ValueError, match="timezone-aware"):
-        ledger.claim(KEY, now=naive, lease_seconds=LEASE)
+        claim_one(ledger, KEY, now=naive, lease_seconds=LEASE)
     assert ledger.get(KEY) is None
 
-    ledger.claim(KEY, now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, KEY, now=NOW, lease_seconds=LEASE)
     with pytest.raises(ValueError, match="timezone-aware"):
         ledger.record_created(KEY, _created(), drafted_on=NOW.date(), now=naive)
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -292,14 +305,14 @@ def test_naive_times_are_refused_and_change_nothing(ledger: Ledger) -> None:
 @pytest.mark.parametrize("lease_seconds", [0, -1.0])
 def test_a_lease_must_be_positive(ledger: Ledger, lease_seconds: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
-        ledger.claim(KEY, now=NOW, lease_seconds=lease_seconds)
+        claim_one(ledger, KEY, now=NOW, lease_seconds=lease_seconds)
     assert ledger.get(KEY) is None
 
 
 def test_times_come_back_in_utc_whatever_zone_went_in(ledger: Ledger) -> None:
     paris = dt.timezone(dt.timedelta(hours=1))
 
-    claimed = ledger.claim(KEY, now=NOW.astimezone(paris), lease_seconds=LEASE)
+    claimed = claim_one(ledger, KEY, now=NOW.astimezone(paris), lease_seconds=LEASE)
 
     stored = ledger.get(KEY)
     assert stored is not None
@@ -325,7 +338,7 @@ def test_a_statements_keys_are_all_claimed_together(ledger: Ledger) -> None:
 
 
 def test_one_drafted_key_claims_none_of_the_statement(ledger: Ledger) -> None:
-    ledger.claim(STATEMENT[1], now=NOW, lease_seconds=LEASE)
+    claim_one(ledger, STATEMENT[1], now=NOW, lease_seconds=LEASE)
     ledger.record_created(STATEMENT[1], _created(), drafted_on=NOW.date(), now=_at(1))
 
     claims = ledger.claim_all(STATEMENT, now=_at(2), lease_seconds=LEASE)
@@ -337,5 +350,5 @@ def test_one_drafted_key_claims_none_of_the_statement(ledger: Ledger) -> None:
     ]
     # Nothing was left reserved: each free key can still be claimed on its own.
     assert ledger.get(STATEMENT[0]) is None and ledger.get(STATEMENT[2]) is None
-    alone = ledger.claim(STATEMENT[0], now=_at(3), lease_seconds=LEASE)
+    alone = claim_one(ledger, STATEMENT[0], now=_at(3), lease_seconds=LEASE)
     assert alone.outcome is ClaimOutcome.CLAIMED

@@ -76,7 +76,7 @@ def _prepare(ledger: SqlLedger, initial: str) -> None:
         return
     earlier = NOW - dt.timedelta(hours=1)
     for key in _race_keys():
-        ledger.claim(key, now=earlier, lease_seconds=60)
+        ledger.claim_all([key], now=earlier, lease_seconds=60)
         if initial == "failed":
             ledger.record_failed(key, "rate limited", now=earlier)
 
@@ -93,7 +93,7 @@ def test_sixteen_threads_racing_on_200_keys_claim_each_exactly_once(
         order = random.Random(seed).sample(keys, len(keys))
         start.wait(timeout=TIMEOUT)
         return [
-            (k, (c := ledger.claim(k, now=NOW, lease_seconds=LEASE)).outcome, c.recovered)
+            (k, (c := ledger.claim_all([k], now=NOW, lease_seconds=LEASE)[0]).outcome, c.recovered)
             for k in order
         ]
 
@@ -117,7 +117,8 @@ def _claim_all_in_process(
         won = [
             k.invoice_id
             for k in keys
-            if ledger.claim(k, now=NOW, lease_seconds=LEASE).outcome is ClaimOutcome.CLAIMED
+            for c in ledger.claim_all([k], now=NOW, lease_seconds=LEASE)
+            if c.outcome is ClaimOutcome.CLAIMED
         ]
         results.put(("ok", won))
     except BaseException as exc:

@@ -271,7 +271,7 @@ def test_reminder_state_is_read_back_from_the_ledger(
     earlier = NOW - dt.timedelta(days=8)
     for stage in (7, 14):  # invoice 1040 (i = 39, 34 days overdue) had two reminders
         key = DraftKey(scope, "1040", stage)
-        ledger.claim(key, now=earlier, lease_seconds=60)
+        ledger.claim_all([key], now=earlier, lease_seconds=60)
         ledger.record_created(
             key, CreatedDraft(f"d{stage}"), drafted_on=earlier.date(), now=earlier
         )

@@ -129,7 +129,7 @@ def test_review_reads_a_days_drafts_and_each_invoices_latest_earlier_one(databas
 
     def drafted(invoice_id: str, stage: int, on: dt.date, scope: str = "sheet-r") -> None:
         key = DraftKey(scope, invoice_id, stage)
-        ledger.claim(key, now=FIXED_NOW, lease_seconds=LEASE)
+        ledger.claim_all([key], now=FIXED_NOW, lease_seconds=LEASE)
         created = CreatedDraft(f"d-{invoice_id}-{stage}", url=f"https://x/{invoice_id}/{stage}")
         ledger.record_created(key, created, drafted_on=on, now=FIXED_NOW, subject="S",
                               recipients=["ap@client.example"])  # fmt: skip
@@ -139,7 +139,8 @@ def test_review_reads_a_days_drafts_and_each_invoices_latest_earlier_one(databas
     drafted("INV-2", 7, day - dt.timedelta(days=3))
     drafted("INV-2", 14, day)  # today's: INV-2 has nothing earlier left to send
     drafted("INV-3", 7, day, scope="another-sheet")
-    ledger.claim(DraftKey("sheet-r", "INV-4", 7), now=FIXED_NOW, lease_seconds=LEASE)  # never made
+    never_made = DraftKey("sheet-r", "INV-4", 7)
+    ledger.claim_all([never_made], now=FIXED_NOW, lease_seconds=LEASE)  # claimed, never made
 
     todays = review.drafted_on(day)
     assert sorted((e.key.invoice_id, e.key.stage) for e, _ in todays) == [

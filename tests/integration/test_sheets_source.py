@@ -16,9 +16,9 @@ from service.adapters.sheets import (
     SheetsSource,
     hyperlink,
 )
-from service.domain.dates import parse_date, to_serial
+from service.domain.dates import parse_date
 from service.ports import AuthorizationError, WriteBack
-from tests.emulators.sheets import Cell, SheetsEmulator, running_sheets_emulator
+from tests.emulators.sheets import Cell, SheetsEmulator, running_sheets_emulator, to_serial
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -116,7 +116,7 @@ def test_reservation_left_by_a_crash_is_adopted_not_duplicated() -> None:
     ledger, sink = FakeLedger(), FakeSink()
     clock = Clock()
     # A crashed worker: claimed A and created its draft, died before recording it.
-    claim = ledger.claim(DraftKey("sheet-1", "A", 7), now=clock.now, lease_seconds=60)
+    [claim] = ledger.claim_all([DraftKey("sheet-1", "A", 7)], now=clock.now, lease_seconds=60)
     assert claim.outcome.value == "claimed"
     planned = plan(ROWS[:1], today=TODAY, settings=PLAN, templates=TEMPLATES)
     from service.usecases.drafts import _build, _Run  # the same message the crashed worker built
@@ -145,7 +145,9 @@ def test_reservation_left_by_a_crash_is_adopted_not_duplicated() -> None:
 
 def test_crash_before_create_is_created_on_recovery() -> None:
     ledger, sink = FakeLedger(), FakeSink()
-    ledger.claim(DraftKey("sheet-1", "A", 7), now=NOW - dt.timedelta(hours=1), lease_seconds=60)
+    ledger.claim_all(
+        [DraftKey("sheet-1", "A", 7)], now=NOW - dt.timedelta(hours=1), lease_seconds=60
+    )
     result = run(ROWS[:1], ledger, sink)
     assert result.outcomes[0].reason.value == "drafted" and not result.outcomes[0].adopted
     assert sink.keys() == ["sheet-1/A/7"]

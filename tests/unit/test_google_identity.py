@@ -271,7 +271,7 @@ def test_unknown_key_ids_do_not_refetch_on_every_request(
     for _ in range(3):
         with pytest.raises(ApiError) as refused:
             identity.verify(other_key.sign(claims()))
-        assert refused.value.status == 401
+        assert refused.value.code == 401
     assert certs.fetches == 1
 
 

@@ -72,7 +72,7 @@ def test_a_second_call_drafts_no_second_statement() -> None:
 
 def test_a_statement_waits_while_one_of_its_keys_is_held() -> None:
     ledger, sink = FakeLedger(), FakeSink()
-    held = ledger.claim(DraftKey("sheet-1", "B-2", 28), now=NOW, lease_seconds=60)
+    [held] = ledger.claim_all([DraftKey("sheet-1", "B-2", 28)], now=NOW, lease_seconds=60)
     assert held.outcome is ClaimOutcome.CLAIMED
     result = draft(ledger, sink)
     big = [o for o in result.outcomes if o.planned.invoice_id.startswith("B")]
