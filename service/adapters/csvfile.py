@@ -17,10 +17,10 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
+from service.adapters.files import sync_directory
 from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
 from service.ports import SheetSnapshot, SourceRow, WriteBack
 
@@ -269,10 +269,4 @@ def _replace_atomically(path: Path, data: bytes, *, expected: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # Makes the rename itself durable; some platforms cannot open a directory, which is fine.
-    with suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    sync_directory(path.parent)

@@ -7,10 +7,13 @@ permissions; google-auth refreshes it automatically. Sheets may use a service ac
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from google.oauth2 import credentials, service_account
+
+from service.adapters.files import sync_directory
 
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.compose"]
 SHEETS_SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
@@ -43,12 +46,20 @@ def server_credentials(
 
 
 def save_token(path: Path, token_json: str) -> None:
-    """Write the token file readable by its owner only (0600), atomically."""
+    """Write the token file readable by its owner only (0600), atomically and durably.
+
+    Intuit kills a rotated refresh token, so a new one lost to a crash means reconnecting the
+    app; workers refreshing at once each write their own temporary file (mkstemp, 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token_json)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token_json)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)

@@ -19,6 +19,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from urllib.parse import quote
 
+from service.adapters.files import sync_directory
 from service.ports import (
     KEY_HEADER,
     CreatedDraft,
@@ -105,11 +106,7 @@ class MaildirSink:
             return adopted
         finally:
             tmp_path.unlink(missing_ok=True)
-        dir_fd = os.open(self.root / "new", os.O_RDONLY)  # syncing it makes the link durable
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        sync_directory(self.root / "new")
         return self._created(draft, name, draft.rfc_message_id)
 
     def _created(self, draft: OutgoingDraft, name: str, message_id: str | None) -> CreatedDraft:
