@@ -175,7 +175,7 @@ class Services:
         s = self.settings
         kind = kind or ("sheets" if s.google_sheets_spreadsheet_id else "csv")
         if kind == "csv":
-            return CsvFileSource(s.invoices_file)
+            return CsvFileSource(s.invoices_file, column_map=s.column_map)
         if kind == "quickbooks":
             from service.adapters.quickbooks import QuickBooksNotConfigured, quickbooks_source
 
@@ -216,6 +216,7 @@ class Services:
             credentials=credentials,
             endpoint=s.sheets_api_endpoint,
             timezone=s.timezone_override,
+            column_map=s.column_map,
         )
 
     def run(

@@ -209,6 +209,17 @@ class SheetSnapshot:
     timezone: str | None = None  # the spreadsheet's own timezone when the source knows it
 
 
+class RowsMoved(Exception):
+    """Some results were not written back: their invoice left its row while the run drafted
+    (the sheet sorted, a row deleted). The others were written; the next run writes these."""
+
+    code = "rows_moved"
+
+    def __init__(self, message: str, *, written: int) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 @dataclass(frozen=True)
 class WriteBack:
     """The output cells of one row. Only these are ever written."""

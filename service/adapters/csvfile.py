@@ -17,11 +17,12 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from service.adapters.files import sync_directory
-from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, header_columns, normalize_header
 from service.ports import SheetSnapshot, SourceRow, WriteBack
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -110,11 +111,16 @@ def _columns(names: Iterable[str]) -> dict[str, int]:
     return columns
 
 
-def _splice(text: str, records: Sequence[_Record], updates: Sequence[WriteBack]) -> tuple[str, int]:
+def _splice(
+    text: str,
+    records: Sequence[_Record],
+    updates: Sequence[WriteBack],
+    column_map: Mapping[str, str],
+) -> tuple[str, int]:
     """The new text with only changed output cells edited, and the number of rows changed."""
     if not records:
         raise CsvSourceError("the file has no header row")
-    columns = _columns(normalize_header(h) for h in records[0].values)
+    columns = header_columns(records[0].values, column_map)
     changes: dict[int, dict[str, str]] = {}  # row -> normalised column -> changed value
     names: dict[str, str] = {}  # normalised -> the name to give a column we must append
     for update in updates:
@@ -154,8 +160,15 @@ def _put(record: _Record, cells: Mapping[int, str]) -> None:
 class CsvFileSource:
     """An InvoiceSource over a local CSV file (``INVOICES_FILE``)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, encoding: str = "utf-8") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        encoding: str = "utf-8",
+        column_map: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = Path(os.path.abspath(path))
+        self._column_map = column_map or {}  # our field -> the file's own header (COLUMN_MAP)
         # The ledger keys drafts by scope: the file's name, not its path, so moving or remounting
         # it does not make every invoice new (`file:<absolute path>` until 2026-12; migration 0005).
         self.scope = f"file:{self.path.name}"
@@ -191,11 +204,12 @@ class CsvFileSource:
             if digest is None:
                 # A snapshot this object did not read (another request, another process): the
                 # rows it describes must still be there, unchanged outside the cells written.
-                if _unwritten(snapshot.rows, updates) != _unwritten(_rows(records), updates):
+                ours = partial(_unwritten, updates=updates, column_map=self._column_map)
+                if ours(snapshot.rows) != ours(_rows(records)):
                     raise FileChangedError(f"{self.path} differs from the snapshot; read it again")
             elif digest != hashlib.sha256(data).digest():
                 raise FileChangedError(f"{self.path} changed since it was read; read it again")
-            new_text, written = _splice(text, records, updates)
+            new_text, written = _splice(text, records, updates, self._column_map)
             if not written:
                 return 0
             # The owner files LibreOffice and Excel leave beside a file they have open.
@@ -232,10 +246,14 @@ class CsvFileSource:
 
 
 def _unwritten(
-    rows: Sequence[SourceRow], updates: Sequence[WriteBack]
+    rows: Sequence[SourceRow], *, updates: Sequence[WriteBack], column_map: Mapping[str, str]
 ) -> list[tuple[int, dict[str, object]]]:
     """Each row without its output cells and the cells ``updates`` would write."""
     written = _OUTPUT_KEYS | {normalize_header(n) for u in updates for n in _output_cells(u)}
+    # A field COLUMN_MAP names is written under the file's own header.
+    written |= {
+        normalize_header(h) for f, h in column_map.items() if normalize_header(f) in written
+    }
     return [
         (r.row, {h: v for h, v in r.values.items() if normalize_header(h) not in written})
         for r in rows

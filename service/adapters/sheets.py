@@ -22,8 +22,8 @@ from httplib2 import HttpLib2Error
 from service.adapters.google_api import build_service, error_details, is_rate_limited
 from service.adapters.http_retry import RetryPolicy, Transient, retry_after_seconds
 from service.domain.dates import DateParseError, parse_date
-from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, normalize_header
-from service.ports import AuthorizationError, SheetSnapshot, SourceRow, WriteBack
+from service.domain.invoice import INPUT_FIELDS, OUTPUT_FIELDS, header_columns, normalize_header
+from service.ports import AuthorizationError, RowsMoved, SheetSnapshot, SourceRow, WriteBack
 
 # Columns run to ZZZ at most, so "Sheet1" is a title and "AB12" a cell (quote such titles).
 _CELLS = re.compile(r"^([A-Za-z]{0,3})(\d*)(?::([A-Za-z]{0,3})(\d*))?$")
@@ -172,6 +172,7 @@ class SheetsSource:
         endpoint: str | None = None,
         timezone: str | None = None,
         fetch_timezone: bool = True,
+        column_map: Mapping[str, str] | None = None,
         retry: RetryPolicy = SHEETS_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -184,13 +185,9 @@ class SheetsSource:
         self._fetch_timezone = fetch_timezone
         self._retry = retry
         self._sleep = sleep
+        self._column_map = column_map or {}  # our field -> the sheet's own header (COLUMN_MAP)
         # httplib2 connections are not thread-safe: one request at a time per source.
         self._lock = threading.Lock()
-        self._last_snapshot: SheetSnapshot | None = None
-        self._data_width = 0
-        # What this source wrote since its last read, so a repeated write-back is a no-op.
-        self._written: dict[tuple[int, int], object] = {}
-        self._added_headers: dict[int, str] = {}
 
     def spreadsheet_timezone(self) -> str | None:
         """The configured zone, else the spreadsheet's own, asked once (``spreadsheets.get``)."""
@@ -219,17 +216,7 @@ class SheetsSource:
     def read(self) -> SheetSnapshot:
         """One ``values.get`` of the range (plus, once, the timezone's ``spreadsheets.get``)."""
         self.spreadsheet_timezone()
-        response = self._execute(
-            self._values.get(
-                spreadsheetId=self.spreadsheet_id,
-                range=self.range.a1(),
-                majorDimension="ROWS",
-                # Unformatted numbers and serial dates: no locale-dependent text to re-parse.
-                valueRenderOption="UNFORMATTED_VALUE",
-                dateTimeRenderOption="SERIAL_NUMBER",
-            )
-        )
-        grid: list[list[object]] = response.get("values", [])
+        grid = self._grid()
         headers = tuple(_text(cell) for cell in grid[0]) if grid else ()
         rows = []
         for offset, cells in enumerate(grid[1:], start=1):
@@ -240,49 +227,70 @@ class SheetsSource:
                 if header and header not in values:
                     values[header] = cells[i] if i < len(cells) else ""
             rows.append(SourceRow(row=self.range.first_row + offset, values=values))
-        snapshot = SheetSnapshot(
+        return SheetSnapshot(
             scope=self.spreadsheet_id, headers=headers, rows=tuple(rows), timezone=self._timezone
         )
-        self._last_snapshot = snapshot
-        self._data_width = max((len(cells) for cells in grid), default=0)
-        self._written.clear()
-        self._added_headers.clear()
-        return snapshot
+
+    def _grid(self) -> list[list[object]]:
+        response = self._execute(
+            self._values.get(
+                spreadsheetId=self.spreadsheet_id,
+                range=self.range.a1(),
+                majorDimension="ROWS",
+                # Unformatted numbers and serial dates: no locale-dependent text to re-parse.
+                valueRenderOption="UNFORMATTED_VALUE",
+                dateTimeRenderOption="SERIAL_NUMBER",
+            )
+        )
+        return cast(list[list[object]], response.get("values", []))
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:
         """Write the changed output cells in one ``values.batchUpdate``; return the rows written.
-        A ``None`` stage or date leaves its cell alone; missing output columns go after the last."""
+
+        The sheet is read again first: while a run drafts, a person may sort it or insert and
+        delete rows, so each result goes to the row that holds its invoice id now, and one whose
+        id has gone or is doubled is left for the next run (RowsMoved). A ``None`` stage or date
+        leaves its cell alone; missing output columns go after the last.
+        """
         if snapshot.scope != self.spreadsheet_id:
             raise ValueError(f"snapshot of {snapshot.scope!r}, not {self.spreadsheet_id!r}")
-        rows = {row.row: row for row in snapshot.rows}
-        columns: dict[str, int] = {}  # normalised header -> absolute column; first one wins
-        headers = [*enumerate(snapshot.headers, self.range.first_col), *self._added_headers.items()]
-        for number, header in headers:
-            if header:
-                columns.setdefault(normalize_header(header), number)
-        # First free column: past headers, data under blank headers (latest read), columns we added.
-        width = max(
-            len(snapshot.headers), self._data_width if snapshot is self._last_snapshot else 0
-        )
-        free = max([self.range.first_col + width, *(col + 1 for col in self._added_headers)])
+        read_as = {row.row: row for row in snapshot.rows}
+        id_key = normalize_header("invoice_id")
+        was = header_columns(snapshot.headers, self._column_map).get(id_key)
+        id_header = snapshot.headers[was] if was is not None else None
+        grid = self._grid()
+        columns = header_columns([_text(c) for c in grid[0]] if grid else [], self._column_map)
+        now_at: dict[str, list[int]] = {}  # invoice id -> the grid rows holding it now
+        if (id_col := columns.get(id_key)) is not None:
+            for offset, cells in enumerate(grid[1:], start=1):
+                if id_col < len(cells) and (text := _text(cells[id_col])):
+                    now_at.setdefault(text, []).append(offset)
+        # First free column: past every header and every cell, even under a blank header.
+        free = max((len(cells) for cells in grid), default=0)
+        last = self.range.last_col
+        room = None if last is None else last - self.range.first_col + 1
         changes: dict[int, dict[int, _Cell]] = {}
         new_headers: dict[int, str] = {}
+        moved: list[str] = []
         for update in updates:
-            source = rows.get(update.row)
+            source = read_as.get(update.row)
             if source is None:
                 raise ValueError(f"row {update.row} is not an invoice row of this snapshot")
-            by_field = {normalize_header(key): value for key, value in source.values.items()}
+            invoice_id = _text(source.values.get(id_header, "")) if id_header else ""
+            found = now_at.get(invoice_id, [])
+            if len(found) != 1:
+                moved.append(invoice_id or f"row {update.row}")
+                continue
+            cells = grid[found[0]]
             for name, cell in _desired_cells(update):
                 key = normalize_header(name)
                 col = columns.get(key)
-                current = by_field.get(key, "")  # "" when there is no column for it
-                if col is not None:
-                    current = self._written.get((update.row, col), current)
+                current = cells[col] if col is not None and col < len(cells) else ""
                 if _same(current, cell.reads_as):
                     continue
                 if col is None:
                     col = columns[key] = free + len(new_headers)
-                    if self.range.last_col is not None and col > self.range.last_col:
+                    if room is not None and col >= room:
                         raise SheetsError(
                             f"no room for column {name!r} inside {self.range.a1()}: widen the"
                             " range or add the column to the sheet",
@@ -290,24 +298,28 @@ class SheetsSource:
                             code="range_too_narrow",
                         )
                     new_headers[col] = name
-                    changes.setdefault(self.range.first_row, {})[col] = _Cell("'" + name, name)
-                changes.setdefault(update.row, {})[col] = cell
-        if not changes:
-            return 0  # nothing changed: no request at all
-        data = [vr for row in sorted(changes) for vr in _ranges(self.range, row, changes[row])]
-        self._execute(
-            self._values.batchUpdate(
-                spreadsheetId=self.spreadsheet_id,
-                # USER_ENTERED: ISO dates become date cells and HYPERLINK works; other text is
-                # sent after an apostrophe, which Sheets reads as "this is text" and does not store.
-                body={"valueInputOption": "USER_ENTERED", "data": data},
+                    changes.setdefault(0, {})[col] = _Cell("'" + name, name)
+                changes.setdefault(found[0], {})[col] = cell
+        if changes:
+            data = [vr for row in sorted(changes) for vr in _ranges(self.range, row, changes[row])]
+            self._execute(
+                self._values.batchUpdate(
+                    spreadsheetId=self.spreadsheet_id,
+                    # USER_ENTERED: ISO dates become date cells and HYPERLINK works; other text
+                    # is sent after an apostrophe, which Sheets reads as text and does not store.
+                    body={"valueInputOption": "USER_ENTERED", "data": data},
+                )
             )
-        )
-        self._added_headers.update(new_headers)
-        for row, cells in changes.items():
-            for col, cell in cells.items():
-                self._written[(row, col)] = cell.reads_as
-        return len(changes) - bool(new_headers)  # the header row is no invoice row
+        written = len(changes) - bool(new_headers)  # the header row is no invoice row
+        if moved:
+            raise RowsMoved(
+                f"{len(moved)} row{'s' if len(moved) != 1 else ''} moved or were deleted while "
+                f"the run drafted ({', '.join(moved[:10])}"
+                f"{', …' if len(moved) > 10 else ''}): their drafts exist, their results were "
+                "not written",
+                written=written,
+            )
+        return written
 
     def _execute(self, request: Any) -> dict[str, Any]:
         """Run one API request, backing off on 429/5xx/rate-limit 403 and transport errors."""
@@ -376,12 +388,14 @@ def _text_cell(text: str, *, allow_link: bool) -> _Cell:
 
 
 def _ranges(target: SheetRange, row: int, cells: Mapping[int, _Cell]) -> Iterable[dict[str, Any]]:
-    """One ValueRange per run of adjacent columns, so no other cell is ever in a range."""
+    """One ValueRange per run of adjacent columns, so no other cell is ever in a range; ``row``
+    and the columns count from the range's first cell."""
+    row += target.first_row
     for _, run in groupby(enumerate(sorted(cells)), key=lambda pair: pair[1] - pair[0]):
         cols = [col for _, col in run]
-        a1 = f"{column_letters(cols[0])}{row}"
+        a1 = f"{column_letters(target.first_col + cols[0])}{row}"
         if len(cols) > 1:
-            a1 += f":{column_letters(cols[-1])}{row}"
+            a1 += f":{column_letters(target.first_col + cols[-1])}{row}"
         yield {"range": target.cells(a1), "values": [[cells[c].send for c in cols]]}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -91,6 +91,19 @@ def field_names(headers: Iterable[str], options: ParseOptions) -> dict[str, str]
     index.update({normalize_header(theirs): ours for ours, theirs in options.column_map.items()})
     names = {header: index.get(normalize_header(header)) for header in headers}
     return {header: name for header, name in names.items() if name is not None}
+
+
+def header_columns(headers: Sequence[str], column_map: Mapping[str, str]) -> dict[str, int]:
+    """Column index by normalised header (of a repeated header, the first); a field COLUMN_MAP
+    gives a header of the source's own is found in that header's column."""
+    columns: dict[str, int] = {}
+    for number, header in enumerate(headers):
+        if header.strip():
+            columns.setdefault(normalize_header(header), number)
+    for ours, theirs in column_map.items():
+        if normalize_header(theirs) in columns:
+            columns[normalize_header(ours)] = columns[normalize_header(theirs)]
+    return columns
 
 
 # C0 controls other than tab and newline have no place in an email (NUL would end a header early).

@@ -28,6 +28,7 @@ from service.ports import (
     Ledger,
     Notifier,
     PaymentLinks,
+    RowsMoved,
     RunState,
     RunStore,
     SheetSnapshot,
@@ -245,6 +246,9 @@ def _write_back(
         return 0, None, None
     try:
         return source.write_back(snapshot, updates), None, None
+    except RowsMoved as exc:
+        log.warning("write-back incomplete: rows moved", extra={"written": exc.written})
+        return exc.written, str(exc), exc.code
     except AuthorizationError as exc:
         log.error("write-back refused", extra={"code": exc.code})
         return 0, str(exc), exc.code

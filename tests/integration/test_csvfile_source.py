@@ -161,6 +161,21 @@ def test_write_back_changes_only_the_output_cells_of_changed_rows(tmp_path: Path
     )
 
 
+def test_output_columns_named_by_column_map_are_written_in_place(tmp_path: Path) -> None:
+    path = _write(tmp_path / "inv.csv", b"Number,Amount,Stage Sent,Chased On,Chaser Note\n1,5,,,\n")
+    own = {"last_stage_sent": "Stage Sent", "last_sent_at": "Chased On"}
+    own["reminder_status"] = "Chaser Note"
+    source = CsvFileSource(path, column_map={"invoice_id": "Number", **own})
+    snapshot = source.read()
+    assert source.write_back(snapshot, [_drafted(2)]) == 1
+    drafted = b"Number,Amount,Stage Sent,Chased On,Chaser Note\n1,5,7,2025-01-22,drafted stage 7\n"
+    assert path.read_bytes() == drafted  # no column of ours beside the file's own
+    # Another process holding the same snapshot writes the next stage: only output cells moved.
+    other = CsvFileSource(path, column_map=own)
+    assert other.write_back(snapshot, [_drafted(2, stage=14)]) == 1
+    assert path.read_bytes().endswith(b"\n1,5,14,2025-01-22,drafted stage 14\n")
+
+
 def test_missing_output_columns_are_appended_after_the_widest_row(tmp_path: Path) -> None:
     path = _write(tmp_path / "inv.csv", b"id,amount\n1,5\n2,6,stray\n3,7")
     source = CsvFileSource(path)

@@ -16,9 +16,13 @@ from service.adapters.sheets import (
     SheetsSource,
     hyperlink,
 )
+from service.bootstrap import build_services
+from service.config import Settings
 from service.domain.dates import parse_date
-from service.ports import AuthorizationError, WriteBack
+from service.ports import AuthorizationError, CreatedDraft, OutgoingDraft, RowsMoved, WriteBack
+from service.usecases.run import run_sheet
 from tests.emulators.sheets import Cell, SheetsEmulator, running_sheets_emulator, to_serial
+from tests.fakes import FakeLedger, FakeSink
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -193,7 +197,7 @@ def test_write_back_is_one_batch_update_touching_only_output_cells_of_changed_ro
 
     assert written == 100
     assert emulator.count("values.batchUpdate") == 1
-    assert emulator.round_trips == 2
+    assert emulator.round_trips == 3  # the read, the re-read that finds each row now, the write
     after = cells_snapshot(emulator)
     changed = {key for key in after if after[key] != before.get(key)}
     assert changed == {(n, col) for n in range(1, 301) if n % 3 == 0 for col in (6, 7, 8)}
@@ -209,10 +213,11 @@ def test_second_write_back_with_identical_values_makes_no_request(
     emulator.add_sheet(BOOK, "Invoices", [HEADER, *invoice_rows(5)])
     source = make_source()
     updates = [drafted(row) for row in (2, 4)]
-    source.write_back(source.read(), updates)
+    first = source.read()
+    source.write_back(first, updates)
     emulator.reset_calls()
 
-    same_snapshot = source.write_back(source._last_snapshot or source.read(), updates)
+    same_snapshot = source.write_back(first, updates)
     fresh_snapshot = source.write_back(source.read(), updates)
 
     assert same_snapshot == fresh_snapshot == 0
@@ -318,8 +323,8 @@ def test_sheet_names_with_spaces_and_apostrophes_are_quoted(
     source.write_back(snapshot, [drafted(3)])
 
     assert len(snapshot.rows) == 2
-    assert emulator.calls[0].range == "'Bob''s Invoices'!A1:Z"
-    ranges = [item["range"] for item in emulator.calls[1].body["data"]]
+    assert emulator.calls[0].range == emulator.calls[1].range == "'Bob''s Invoices'!A1:Z"
+    ranges = [item["range"] for item in emulator.calls[2].body["data"]]
     assert ranges == ["'Bob''s Invoices'!G1:I1", "'Bob''s Invoices'!G3:I3"]
     assert emulator.grid(BOOK, "Bob's Invoices")[2][6:] == [
         21,
@@ -490,6 +495,97 @@ def test_update_for_a_row_outside_the_snapshot_is_refused(
         source.write_back(source.read(), [drafted(1)])
 
     assert emulator.writes == 0
+
+
+def test_a_sheet_sorted_while_the_run_drafted_gets_each_result_on_its_invoice(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    rows = invoice_rows(5)
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, *rows])
+    source = make_source()
+    snapshot = source.read()
+    # The bookkeeper sorts by amount, largest first, while the drafts are being made.
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, *reversed(rows)])
+
+    written = source.write_back(snapshot, [drafted(2, stage=7), drafted(5, stage=21)])
+
+    assert written == 2
+    by_id = {row[0]: row for row in emulator.grid(BOOK, "Invoices")[1:]}
+    assert by_id["INV-0001"][6:] == [7, to_serial(TODAY), "Drafted stage 7"]
+    assert by_id["INV-0004"][6:] == [21, to_serial(TODAY), "Drafted stage 21"]
+    assert all(len(by_id[f"INV-000{n}"]) == len(HEADER) for n in (2, 3, 5))
+
+
+def test_a_row_deleted_while_the_run_drafted_is_named_and_the_others_written(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    rows = invoice_rows(4)
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, *rows])
+    source = make_source()
+    snapshot = source.read()
+    # INV-0002 is deleted and INV-0003 pasted twice: neither has one row to write to any more.
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, rows[0], rows[2], rows[2], rows[3]])
+
+    with pytest.raises(RowsMoved, match=r"2 rows moved .*\(INV-0002, INV-0003\)") as moved:
+        source.write_back(snapshot, [drafted(n) for n in (2, 3, 4, 5)])
+
+    assert moved.value.written == 2
+    grid = emulator.grid(BOOK, "Invoices")
+    assert [row[0] for row in grid[1:] if len(row) > len(HEADER)] == ["INV-0001", "INV-0004"]
+    assert grid[4][6:] == [21, to_serial(TODAY), "Drafted stage 21"]
+
+
+def test_output_columns_named_by_column_map_are_written_in_place(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    own = ["Stage Sent", "Chased On", "Chaser Note"]
+    emulator.add_sheet(BOOK, "Invoices", [[*HEADER, *own], *invoice_rows(2)])
+    column_map = dict(zip(("last_stage_sent", "last_sent_at", "reminder_status"), own, strict=True))
+    source = make_source(column_map=column_map)
+
+    source.write_back(source.read(), [drafted(3)])
+
+    grid = emulator.grid(BOOK, "Invoices")
+    assert grid[0] == [*HEADER, *own]  # no column of ours added beside the sheet's own
+    assert grid[2][6:] == [21, to_serial(TODAY), "Drafted stage 21"]
+    emulator.reset_calls()
+    assert source.write_back(source.read(), [drafted(3)]) == 0  # read back as already written
+    assert emulator.writes == 0
+
+
+def test_a_run_whose_sheet_is_sorted_mid_run_writes_each_result_next_to_its_invoice(
+    emulator: SheetsEmulator, make_source: Any, settings: Settings
+) -> None:
+    header = ["invoice_id", "client_name", "client_email", "amount", "due_date", "status"]
+    rows = [
+        [f"INV-{n}", f"Client {n}", f"ap{n}@client.example.com", 100 * n, due, "Open"]
+        for n, due in enumerate(["2025-01-15", "2025-01-01", "2025-01-20", "2024-12-25"], 1)
+    ]
+    emulator.add_sheet(BOOK, "Invoices", [header, *rows])
+    services = build_services(settings)
+
+    class SortingSink(FakeSink):
+        """Drafts like Gmail; at the first draft, the bookkeeper sorts by amount, largest first."""
+
+        def create(self, draft: OutgoingDraft) -> CreatedDraft:
+            if not self.drafts:
+                emulator.add_sheet(BOOK, "Invoices", [header, *reversed(rows)])
+            return super().create(draft)
+
+    report = run_sheet(
+        make_source(),
+        ledger=FakeLedger(),
+        sink=SortingSink,
+        templates=services.templates,
+        settings=services.run_settings,
+        clock=lambda: dt.datetime(2025, 1, 22, 15, tzinfo=dt.UTC),
+        today=TODAY,
+        dry_run=False,
+    )
+
+    assert (report.drafted, report.written, report.write_error) == (3, 3, None)
+    stages = {row[0]: row[6:7] for row in emulator.grid(BOOK, "Invoices")[1:]}
+    assert stages == {"INV-1": [7], "INV-2": [21], "INV-3": [], "INV-4": [28]}
 
 
 @pytest.mark.parametrize(
