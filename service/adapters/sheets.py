@@ -302,14 +302,22 @@ class SheetsSource:
                 changes.setdefault(found[0], {})[col] = cell
         if changes:
             data = [vr for row in sorted(changes) for vr in _ranges(self.range, row, changes[row])]
-            self._execute(
-                self._values.batchUpdate(
-                    spreadsheetId=self.spreadsheet_id,
-                    # USER_ENTERED: ISO dates become date cells and HYPERLINK works; other text
-                    # is sent after an apostrophe, which Sheets reads as text and does not store.
-                    body={"valueInputOption": "USER_ENTERED", "data": data},
+            # USER_ENTERED: ISO dates become date cells and HYPERLINK works; other text is sent
+            # after an apostrophe, which Sheets reads as text and does not store.
+            body = {"valueInputOption": "USER_ENTERED", "data": data}
+            try:
+                self._execute(
+                    self._values.batchUpdate(spreadsheetId=self.spreadsheet_id, body=body)
                 )
-            )
+            except SheetsError as exc:
+                # A tab sized to its data (an imported file) has no spare column for ours, and
+                # Google refuses a write past the grid: widen the tab once, then write.
+                if not new_headers or "exceeds grid limits" not in str(exc):
+                    raise
+                self._widen(self.range.first_col + max(new_headers) + 1)
+                self._execute(
+                    self._values.batchUpdate(spreadsheetId=self.spreadsheet_id, body=body)
+                )
         written = len(changes) - bool(new_headers)  # the header row is no invoice row
         if moved:
             raise RowsMoved(
@@ -320,6 +328,28 @@ class SheetsSource:
                 written=written,
             )
         return written
+
+    def _widen(self, columns: int) -> None:
+        """Give the range's tab at least ``columns`` columns (``appendDimension``)."""
+        book = self._execute(
+            self._sheets.get(
+                spreadsheetId=self.spreadsheet_id,
+                fields="sheets.properties(sheetId,title,gridProperties.columnCount)",
+            )
+        )
+        tabs = [tab["properties"] for tab in book.get("sheets", [])]
+        tab = next((t for t in tabs if self.range.sheet in (None, t["title"])), None)
+        if tab is None:
+            raise SheetsError(f"no tab {self.range.sheet!r}", retryable=False, code="not_found")
+        missing = columns - tab["gridProperties"]["columnCount"]
+        if missing > 0:
+            append = {"sheetId": tab["sheetId"], "dimension": "COLUMNS", "length": missing}
+            self._execute(
+                self._sheets.batchUpdate(
+                    spreadsheetId=self.spreadsheet_id,
+                    body={"requests": [{"appendDimension": append}]},
+                )
+            )
 
     def _execute(self, request: Any) -> dict[str, Any]:
         """Run one API request, backing off on 429/5xx/rate-limit 403 and transport errors."""

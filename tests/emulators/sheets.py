@@ -1,13 +1,15 @@
 """A Google Sheets API v4 emulator (WSGI) for driving the real google-api-python-client offline.
 
-Covers what invoice-collector uses: ``spreadsheets.get``, ``spreadsheets.values.get`` and
-``spreadsheets.values.batchUpdate``, with Google's response and error shapes, Bearer auth,
-per-user read/write quotas, injectable faults and call counters.
+Covers what invoice-collector uses: ``spreadsheets.get``, ``spreadsheets.batchUpdate``
+(``appendDimension``), ``spreadsheets.values.get`` and ``spreadsheets.values.batchUpdate``, with
+Google's response and error shapes, Bearer auth, per-user read/write quotas, injectable faults
+and call counters. As Google does, a write past the grid (a tab sized to its data has no spare
+column) is refused with "exceeds grid limits" until the tab is widened.
 
 Deliberate differences from Google, so tests catch more than Google would:
 - a sheet name with anything but letters, digits, ``_`` and ``.`` must be quoted in A1 notation
   (Google sometimes tolerates ``My Sheet!A1``; the documented form is ``'My Sheet'!A1``);
-- writes past the grid grow it instead of failing, and only ``HYPERLINK`` formulas evaluate.
+- only ``HYPERLINK`` formulas evaluate.
 
 Standalone: ``python -m tests.emulators.sheets --port 8902 --token T --csv examples/invoices.csv``.
 """
@@ -106,7 +108,8 @@ class Sheet:
     column_count: int = DEFAULT_COLUMNS
 
     def put(self, row: int, col: int, cell: Cell | None) -> None:
-        """Store (or with None, clear) a cell, growing the grid as Sheets does when writing."""
+        """Store (or with None, clear) a cell, growing the grid (a tab's set-up, an append's
+        inserted rows); values.batchUpdate refuses a write past the grid before it gets here."""
         if cell is None:
             self.cells.pop((row, col), None)
             return
@@ -130,7 +133,7 @@ class Spreadsheet:
 class Call:
     """One HTTP request the emulator answered."""
 
-    method: str  # "values.get", "values.batchUpdate", "spreadsheets.get" or "unknown"
+    method: str  # "values.get", "values.batchUpdate", "spreadsheets.get", … or "unknown"
     http_method: str
     path: str
     query: dict[str, str]
@@ -399,8 +402,12 @@ class SheetsEmulator:
         *,
         timezone: str = "America/New_York",
         locale: str = "en_US",
+        columns: int | None = None,
     ) -> Sheet:
-        """Add a tab (creating the spreadsheet on first use); dates become date cells."""
+        """Add a tab (creating the spreadsheet on first use); dates become date cells.
+
+        ``columns``: the grid's width (as a sheet imported from a file, sized to its data);
+        by default Google's 26, or the data's width if wider."""
         with self._lock:
             book = self._spreadsheets.setdefault(
                 spreadsheet_id,
@@ -412,6 +419,8 @@ class SheetsEmulator:
             for r, row in enumerate(rows):
                 for c, value in enumerate(row):
                     sheet.put(r, c, python_cell(value))
+            if columns is not None:
+                sheet.column_count = max(columns, max(map(len, rows), default=0))
             return sheet
 
     def set_cell(self, spreadsheet_id: str, a1: str, value: object) -> None:
@@ -485,7 +494,7 @@ class SheetsEmulator:
         method, body, range_text = "unknown", None, ""
         try:
             method, book_id, range_text = self._route(request.method, path)
-            if method == "values.batchUpdate":
+            if method in _WRITES:
                 body = request.get_json(silent=True)
             with self._lock:
                 user = self._authenticate(request)
@@ -512,6 +521,7 @@ class SheetsEmulator:
         routes = (
             ("GET", r"^/v4/spreadsheets/([^/]+)/values/([^/]+)$", "values.get"),
             ("POST", r"^/v4/spreadsheets/([^/]+)/values:batchUpdate$", "values.batchUpdate"),
+            ("POST", r"^/v4/spreadsheets/([^/]+):batchUpdate$", "spreadsheets.batchUpdate"),
             ("GET", r"^/v4/spreadsheets/([^/]+)$", "spreadsheets.get"),
         )
         for verb, pattern, name in routes:
@@ -555,7 +565,7 @@ class SheetsEmulator:
                 if fault.retry_after is not None:
                     headers["Retry-After"] = f"{fault.retry_after:g}"
                 if fault.status == 429:
-                    kind = "Write" if method == "values.batchUpdate" else "Read"
+                    kind = "Write" if method in _WRITES else "Read"
                     error = _quota_error(
                         kind, self.write_quota if kind == "Write" else self.read_quota
                     )
@@ -572,7 +582,7 @@ class SheetsEmulator:
                 )
 
     def _charge_quota(self, user: str, method: str) -> None:
-        kind = "Write" if method == "values.batchUpdate" else "Read"
+        kind = "Write" if method in _WRITES else "Read"
         limit = self.write_quota if kind == "Write" else self.read_quota
         now = self._clock()
         used = self._usage.setdefault((user, kind), deque())
@@ -590,6 +600,8 @@ class SheetsEmulator:
             return self._get_spreadsheet(book, request.args.get("fields"))
         if method == "values.get":
             return self._get_values(book, range_text, request.args)
+        if method == "spreadsheets.batchUpdate":
+            return self._structure_update(book, body)
         return self._batch_update(book, body)
 
     # -- the three methods --------------------------------------------------------------------
@@ -669,6 +681,16 @@ class SheetsEmulator:
                     [col[r] if r < len(col) else None for col in matrix] for r in range(width)
                 ]
             _check_fits(i, target, matrix)
+            width = max((len(row) for row in matrix), default=0)
+            sheet = target.sheet
+            if (
+                target.row0 + len(matrix) > sheet.row_count
+                or target.col0 + width > sheet.column_count
+            ):
+                raise _bad_request(
+                    f"Invalid data[{i}]: Range ({item.get('range')}) exceeds grid limits. Max"
+                    f" rows: {sheet.row_count}, max columns: {sheet.column_count}"
+                )
             planned.append((target, matrix, str(item.get("range"))))
         responses, touched = [], set()
         for target, matrix, _ in planned:
@@ -712,6 +734,39 @@ class SheetsEmulator:
         return _json_response(payload)
 
     # -- internals ----------------------------------------------------------------------------
+    def _structure_update(self, book: Spreadsheet, body: Any) -> Response:
+        """spreadsheets.batchUpdate: only appendDimension, validated first, applied together."""
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            raise _bad_request("Must specify at least one request.")
+        by_id = {sheet.sheet_id: sheet for sheet in book.sheets.values()}
+        planned = []
+        for i, item in enumerate(requests):
+            append = item.get("appendDimension") if isinstance(item, dict) else None
+            if not isinstance(append, dict) or len(item) != 1:
+                raise _bad_request(f"Invalid requests[{i}]: the emulator knows appendDimension")
+            sheet = by_id.get(append.get("sheetId"))
+            if sheet is None:
+                grid = append.get("sheetId")
+                raise _bad_request(
+                    f"Invalid requests[{i}].appendDimension: No grid with id: {grid}"
+                )
+            length = append.get("length")
+            dimension = append.get("dimension")
+            if dimension not in ("ROWS", "COLUMNS") or not isinstance(length, int) or length < 1:
+                raise _bad_request(
+                    f"Invalid requests[{i}].appendDimension: length must be positive"
+                )
+            planned.append((sheet, dimension, length))
+        for sheet, dimension, length in planned:
+            if dimension == "COLUMNS":
+                sheet.column_count += length
+            else:
+                sheet.row_count += length
+        return _json_response(
+            {"spreadsheetId": book.spreadsheet_id, "replies": [{} for _ in planned]}
+        )
+
     def _book(self, spreadsheet_id: str) -> Spreadsheet:
         book = self._spreadsheets.get(spreadsheet_id)
         if book is None:
@@ -824,6 +879,9 @@ def _a1(target: GridRange) -> str:
     end = f"{column_letters(col1)}{row1 + 1}"
     cells = start if start == end else f"{start}:{end}"
     return f"{quote_title(sheet.title)}!{cells}"
+
+
+_WRITES = frozenset({"values.batchUpdate", "spreadsheets.batchUpdate"})
 
 
 def _check_fits(index: int, target: GridRange, matrix: list[list[Any]]) -> None:

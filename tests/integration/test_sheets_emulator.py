@@ -331,6 +331,29 @@ def test_writing_past_the_end_of_a_bounded_range_is_rejected(api: Any) -> None:
     assert caught.value.resp.status == 400
 
 
+def test_a_write_past_the_grid_is_refused_until_the_tab_is_widened(
+    emulator: SheetsEmulator, api: Any
+) -> None:
+    emulator.add_sheet(BOOK, "Imported", [HEADER], columns=len(HEADER))  # sized to its data
+    before = emulator.grid(BOOK, "Imported")
+    beyond = [{"range": "Imported!E1:F1", "values": [["Status", "Note"]]}]
+
+    with pytest.raises(HttpError) as caught:
+        batch_update(api, "RAW", beyond)
+
+    assert caught.value.resp.status == 400
+    assert "Invalid data[0]: Range (Imported!E1:F1) exceeds grid limits." in str(caught.value)
+    assert "Max rows: 1000, max columns: 5" in str(caught.value)
+    assert emulator.grid(BOOK, "Imported") == before
+    tab = emulator._spreadsheets[BOOK].sheets["Imported"]
+    widen = {"appendDimension": {"sheetId": tab.sheet_id, "dimension": "COLUMNS", "length": 1}}
+    reply = api.spreadsheets().batchUpdate(spreadsheetId=BOOK, body={"requests": [widen]})
+    assert reply.execute() == {"spreadsheetId": BOOK, "replies": [{}]}
+    batch_update(api, "RAW", beyond)
+    assert emulator.grid(BOOK, "Imported")[0][4:] == ["Status", "Note"]
+    assert emulator.count("spreadsheets.batchUpdate") == emulator.writes == 1
+
+
 def test_injected_server_error_fails_once_then_recovers(emulator: SheetsEmulator, api: Any) -> None:
     emulator.fail_next(503, method="values.get")
 

@@ -247,6 +247,29 @@ def test_missing_output_columns_are_appended_in_the_same_request(
     assert reread.rows[1].values["payment_link"] == "https://pay.test/inv-2"
 
 
+def test_a_tab_sized_to_its_data_is_widened_for_the_output_columns(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    # An imported file makes a tab exactly as wide as its data; Google refuses writes past it.
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, *invoice_rows(2)], columns=len(HEADER))
+    source = make_source()
+
+    assert source.write_back(source.read(), [drafted(3)]) == 1
+
+    assert emulator.grid(BOOK, "Invoices")[2][6:] == [21, to_serial(TODAY), "Drafted stage 21"]
+    assert emulator._spreadsheets[BOOK].sheets["Invoices"].column_count == len(HEADER) + 3
+    # The refused write, the tab's size, the widening, the write again: once, on the first run.
+    assert [(c.method, c.status) for c in emulator.calls[2:]] == [
+        ("values.batchUpdate", 400),
+        ("spreadsheets.get", 200),
+        ("spreadsheets.batchUpdate", 200),
+        ("values.batchUpdate", 200),
+    ]
+    emulator.reset_calls()
+    assert source.write_back(source.read(), [drafted(2)]) == 1
+    assert [c.method for c in emulator.calls] == ["values.get", "values.get", "values.batchUpdate"]
+
+
 def test_columns_are_appended_after_cells_under_a_blank_header(
     emulator: SheetsEmulator, make_source: Any
 ) -> None:
