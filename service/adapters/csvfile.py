@@ -17,7 +17,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,39 +51,53 @@ class _Record(NamedTuple):
         return self.values[col] if col is not None and col < len(self.values) else ""
 
 
-# A quoted field: '"', '""' pairs or non-quotes (unrolled: no bad backtracking), the closing
-# quote (absent only at the end of the file), then stray text up to the comma, kept as the csv
-# module keeps it ('"a"b' reads as 'ab'). Else a bare field, its quotes literal. A line ends at
-# '\r\n', '\n' or a lone '\r' (old Mac files).
-_FIELD = re.compile(
-    r'(?:"(?P<inner>[^"]*(?:""[^"]*)*)"?(?P<tail>[^,\r\n]*)|(?P<bare>[^,\r\n]*))'
-    r"(?P<sep>,|\r\n|\r|\n|\Z)"
-)
+# Excel writes ';' where a comma is the decimal separator (most of Europe); some tools tabs.
+_DELIMITERS = ",;\t"
 
 
-def _tokenize(text: str) -> list[_Record]:  # RFC 4180, leniently
+@cache
+def _field(delimiter: str) -> re.Pattern[str]:
+    """A quoted field: '"', '""' pairs or non-quotes (unrolled: no bad backtracking), the closing
+    quote (absent only at the end of the file), then stray text up to the delimiter, kept as the
+    csv module keeps it ('"a"b' reads as 'ab'). Else a bare field, its quotes literal. A line
+    ends at '\r\n', '\n' or a lone '\r' (old Mac files)."""
+    d = re.escape(delimiter)
+    return re.compile(
+        rf'(?:"(?P<inner>[^"]*(?:""[^"]*)*)"?(?P<tail>[^{d}\r\n]*)|(?P<bare>[^{d}\r\n]*))'
+        rf"(?P<sep>{d}|\r\n|\r|\n|\Z)"
+    )
+
+
+def _delimiter(text: str) -> str:
+    """The one of _DELIMITERS the header line holds most of; a comma when it holds none."""
+    header = re.split(r"\r|\n", text, maxsplit=1)[0]
+    return max(_DELIMITERS, key=header.count)  # on a tie, the first: the comma
+
+
+def _tokenize(text: str, delimiter: str = ",") -> list[_Record]:  # RFC 4180, leniently
+    field = _field(delimiter)
     records: list[_Record] = []
     raw: list[str] = []
     values: list[str] = []
     pos = 0
     while pos < len(text) or raw:
-        match = _FIELD.match(text, pos)
-        assert match is not None  # every field ends at a comma, a line end or the end
+        match = field.match(text, pos)
+        assert match is not None  # every field ends at the delimiter, a line end or the end
         bare = match["bare"]
         raw.append(text[pos : match.start("sep")])
         values.append(
             bare if bare is not None else match["inner"].replace('""', '"') + match["tail"]
         )
         pos = match.end()
-        if match["sep"] != ",":
+        if match["sep"] != delimiter:
             records.append(_Record(raw, values, match["sep"]))
             raw, values = [], []
     return records
 
 
-def _render(value: str, *, quote: bool) -> str:
+def _render(value: str, *, quote: bool, delimiter: str) -> str:
     """A field's raw text: quoted when asked (to match its neighbours) or when it must be."""
-    if quote or any(c in value for c in ',"\r\n'):
+    if quote or any(c in value for c in delimiter + '"\r\n'):
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -116,6 +130,7 @@ def _splice(
     records: Sequence[_Record],
     updates: Sequence[WriteBack],
     column_map: Mapping[str, str],
+    delimiter: str,
 ) -> tuple[str, int]:
     """The new text with only changed output cells edited, and the number of rows changed."""
     if not records:
@@ -142,19 +157,20 @@ def _splice(
     appended = [key for key in names if key not in columns]
     columns.update({key: width + offset for offset, key in enumerate(appended)})
     if appended:
-        _put(records[0], {columns[key]: names[key] for key in appended})
+        _put(records[0], {columns[key]: names[key] for key in appended}, delimiter)
     for row, cells in changes.items():
-        _put(records[row - 1], {columns[key]: value for key, value in cells.items()})
-    return "".join(",".join(r.raw) + r.end for r in records), len(changes)
+        _put(records[row - 1], {columns[key]: value for key, value in cells.items()}, delimiter)
+    return "".join(delimiter.join(r.raw) + r.end for r in records), len(changes)
 
 
-def _put(record: _Record, cells: Mapping[int, str]) -> None:
+def _put(record: _Record, cells: Mapping[int, str], delimiter: str) -> None:
     """Put ``cells`` (by column) into ``record``'s raw text; its other fields keep their bytes."""
     # A file written with every field quoted gets quoted new fields too.
     quote = all(r.startswith('"') for r in record.raw) and any(record.values)
-    record.raw.extend([_render("", quote=quote)] * (max(cells) + 1 - len(record.raw)))
+    padding = _render("", quote=quote, delimiter=delimiter)
+    record.raw.extend([padding] * (max(cells) + 1 - len(record.raw)))
     for col, value in cells.items():  # every field, padding too, keeps its own quoting
-        record.raw[col] = _render(value, quote=record.raw[col].startswith('"'))
+        record.raw[col] = _render(value, quote=record.raw[col].startswith('"'), delimiter=delimiter)
 
 
 class CsvFileSource:
@@ -183,7 +199,7 @@ class CsvFileSource:
     def read(self) -> SheetSnapshot:
         """One read of every row; values are the cells' text exactly as in the file."""
         data = self.path.read_bytes()
-        _, records = self._parse(data)
+        _, records, _ = self._parse(data)
         headers = tuple(records[0].values) if records else ()
         snapshot = SheetSnapshot(scope=self.scope, headers=headers, rows=_rows(records))
         self._remember(snapshot, data)
@@ -199,7 +215,7 @@ class CsvFileSource:
             # Write through a symlink to its target: os.replace on the link would replace the link.
             real = Path(os.path.realpath(self.path))
             data = real.read_bytes()
-            text, records = self._parse(data)
+            text, records, delimiter = self._parse(data)
             digest = self._digests.get(id(snapshot))
             if digest is None:
                 # A snapshot this object did not read (another request, another process): the
@@ -209,7 +225,7 @@ class CsvFileSource:
                     raise FileChangedError(f"{self.path} differs from the snapshot; read it again")
             elif digest != hashlib.sha256(data).digest():
                 raise FileChangedError(f"{self.path} changed since it was read; read it again")
-            new_text, written = _splice(text, records, updates, self._column_map)
+            new_text, written = _splice(text, records, updates, self._column_map, delimiter)
             if not written:
                 return 0
             # The owner files LibreOffice and Excel leave beside a file they have open.
@@ -226,7 +242,7 @@ class CsvFileSource:
             self._remember(snapshot, new_data)
             return written
 
-    def _parse(self, data: bytes) -> tuple[str, list[_Record]]:
+    def _parse(self, data: bytes) -> tuple[str, list[_Record], str]:
         if self._encoding == "utf-8":
             data = data.removeprefix(_UTF8_BOM)
         try:
@@ -236,7 +252,8 @@ class CsvFileSource:
                 f"{self.path} is not valid {self._encoding} at byte {exc.start}: "
                 "set the file's encoding"
             ) from None
-        return text, _tokenize(text)
+        delimiter = _delimiter(text)
+        return text, _tokenize(text, delimiter), delimiter
 
     def _remember(self, snapshot: SheetSnapshot, data: bytes) -> None:
         key = id(snapshot)

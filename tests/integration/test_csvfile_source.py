@@ -99,6 +99,36 @@ def test_cells_are_split_as_the_csv_module_splits_them_even_when_malformed(text:
     assert [r.values for r in csvfile._tokenize(text)] == expected
 
 
+def test_a_semicolon_file_from_a_european_excel_reads_and_writes_back_as_it_is(
+    tmp_path: Path,
+) -> None:
+    original = b'invoice_id;client_name;notes\r\n1;"Smith; Sons";x\r\n2;Acme;\r\n'
+    path = _write(tmp_path / "inv.csv", original)
+    source = CsvFileSource(path)
+    snapshot = source.read()
+    assert snapshot.headers == ("invoice_id", "client_name", "notes")
+    assert snapshot.rows[0].values == {
+        "invoice_id": "1",
+        "client_name": "Smith; Sons",
+        "notes": "x",
+    }
+    linked = WriteBack(3, 7, DAY, "drafted stage 7", reminder_url="https://x.test/a;b")
+    assert source.write_back(snapshot, [linked]) == 1
+    assert path.read_bytes() == (
+        b"invoice_id;client_name;notes;last_stage_sent;last_sent_at;reminder_status\r\n"
+        b'1;"Smith; Sons";x\r\n'
+        b'2;Acme;;7;2025-01-22;"drafted stage 7 \xe2\x80\x94 https://x.test/a;b"\r\n'
+    )
+
+
+def test_a_tab_separated_file_reads_into_columns(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "inv.tsv", b"invoice_id\tclient_name\tamount\n1\tSmith, Sons\t1,250.00\n"
+    )
+    [row] = CsvFileSource(path).read().rows
+    assert row.values == {"invoice_id": "1", "client_name": "Smith, Sons", "amount": "1,250.00"}
+
+
 @pytest.mark.parametrize(
     ("encoding", "data"),
     [
@@ -338,8 +368,10 @@ def _files(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     )
     newline = draw(st.sampled_from(["\r\n", "\n"]))
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=newline, quoting=quoting).writerows([headers, *rows])
+    writer = csv.writer(buffer, lineterminator=newline, quoting=quoting, delimiter=delimiter)
+    writer.writerows([headers, *rows])
     text = buffer.getvalue()
     if draw(st.booleans()):
         text = text.removesuffix(newline)
@@ -354,7 +386,8 @@ _OUTPUT_KEYS = {"laststagesent", "lastsentat", "reminderstatus", "paymentlink"}
 def _skeleton(data: bytes) -> tuple[bytes, list[tuple[list[str], str]]]:
     """The BOM, then per record its raw non-output fields and its raw line terminator."""
     bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
-    records = csvfile._tokenize(data[len(bom) :].decode())
+    text = data[len(bom) :].decode()
+    records = csvfile._tokenize(text, csvfile._delimiter(text))
     header = records[0].values
     outputs = {i for i, h in enumerate(header) if normalize_header(h) in _OUTPUT_KEYS}
     return bom, [([raw for i, raw in enumerate(r.raw) if i not in outputs], r.end) for r in records]
