@@ -137,9 +137,10 @@ class GmailSink:
             try:
                 reply = self._execute(self._drafts.create(userId="me", body={"message": message}))
             except Exception as exc:
-                gone = isinstance(exc, HttpError) and exc.resp.status == 404
-                if gone and message.pop("threadId", None):
-                    # The earlier reminder's thread is gone (deleted): start a new thread.
+                refused = isinstance(exc, HttpError) and exc.resp.status in (400, 404)
+                if refused and message.pop("threadId", None):
+                    # The earlier reminder's thread is gone (404) or not Gmail's (400 "Invalid
+                    # thread_id value", e.g. a Maildir one); nothing was stored: a new thread.
                     return attempt()
                 failure = _classify(exc)
                 if failure.ambiguous:

@@ -26,8 +26,8 @@ Another process (e2e, benchmarks)::
 
 Facts encoded here (Google's docs, checked): 15,000 quota units per user per minute;
 drafts.create costs 10, drafts.list / drafts.get / messages.get cost 5; a draft joins
-``threadId`` only when the message also has In-Reply-To/References and the same subject,
-otherwise it starts a new thread.
+``threadId`` only when the message also has In-Reply-To and References and the same subject,
+otherwise it starts a new thread; a threadId that is not hex is a 400, an unknown one a 404.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ QUOTA_COSTS: dict[str, int] = {
     "users.getProfile": 1,
 }
 KEY_HEADER = "X-Invoice-Collector-Key"
+_GMAIL_ID = re.compile(r"[0-9a-fA-F]{1,16}")  # message and thread ids
 _ADMIN_PREFIX = "/_emulator/"
 
 
@@ -725,6 +726,13 @@ class GmailEmulator:
         except ValueError as exc:
             return _bad_request(str(exc))
         thread_id = metadata.get("threadId")
+        # Gmail's thread ids are hex. One it cannot parse (a Maildir Message-ID, a web-UI id)
+        # is a 400 "Invalid thread_id value"; a well-formed one it does not know (deleted, or
+        # another mailbox's) a 404. Seen in clients that handle both on drafts.create and
+        # messages.send, e.g. a Go test "404 notFound (stale/cross-mailbox thread)" beside
+        # "400 ... Invalid thread_id value", and "Gmail rejects fake threadIds with a 400".
+        if thread_id and not _GMAIL_ID.fullmatch(str(thread_id)):
+            return google_error(400, "Invalid thread_id value", "invalidArgument")
         with self._lock:
             box = self._mailboxes[user]
             if thread_id and thread_id not in box.thread_subjects:
@@ -748,8 +756,9 @@ class GmailEmulator:
         message_id = f"{self._id_base + n * 7919:016x}"
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         subject = _base_subject(str(msg.get("Subject", "")))
-        replies = bool(msg.get("In-Reply-To") or msg.get("References"))
-        # Gmail's rule: the requested thread, only with reply headers and the same subject.
+        # Gmail's rule (Message.threadId in the API reference): the requested threadId, "The
+        # References and In-Reply-To headers must be set", and "The Subject headers must match".
+        replies = bool(msg.get("In-Reply-To") and msg.get("References"))
         joins = bool(thread_id) and replies and box.thread_subjects.get(str(thread_id)) == subject
         thread = str(thread_id) if joins else message_id
         box.thread_subjects.setdefault(thread, subject)

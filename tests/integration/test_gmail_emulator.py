@@ -159,21 +159,27 @@ def test_reply_with_thread_id_reply_headers_and_same_subject_joins_the_thread(gm
 
 
 @pytest.mark.parametrize(
-    ("subject", "in_reply_to"),
-    [("Invoice INV-1 is overdue", None), ("Final notice for INV-1", "<a@b>")],
-    ids=["without-reply-headers", "with-another-subject"],
+    ("subject", "in_reply_to", "drop"),
+    [
+        ("Invoice INV-1 is overdue", None, None),
+        ("Final notice for INV-1", "<a@b>", None),
+        ("Re: Invoice INV-1 is overdue", "<a@b>", "References"),
+        ("Re: Invoice INV-1 is overdue", "<a@b>", "In-Reply-To"),
+    ],
+    ids=["without-reply-headers", "with-another-subject", "no-references", "no-in-reply-to"],
 )
 def test_thread_id_is_ignored_unless_gmails_threading_rules_hold(
-    gmail: Gmail, subject: str, in_reply_to: str | None
+    gmail: Gmail, subject: str, in_reply_to: str | None, drop: str | None
 ) -> None:
     _, _, service = gmail
     first = create(service, mime("Invoice INV-1 is overdue"))
-
-    follow_up = create(
-        service,
-        mime(subject, key="sheet-1/INV-1/14", in_reply_to=in_reply_to),
-        first["message"]["threadId"],
+    msg = email.message_from_bytes(
+        mime(subject, key="sheet-1/INV-1/14", in_reply_to=in_reply_to), policy=email.policy.SMTP
     )
+    if drop:
+        del msg[drop]  # Gmail wants both In-Reply-To and References
+
+    follow_up = create(service, msg.as_bytes(), first["message"]["threadId"])
 
     assert follow_up["message"]["threadId"] == follow_up["message"]["id"]
 
@@ -184,6 +190,17 @@ def test_unknown_thread_id_is_not_found(gmail: Gmail) -> None:
         create(service, mime("Invoice INV-1", in_reply_to="<a@b>"), "18c0000000000000")
     assert caught.value.resp.status == 404
     assert json.loads(caught.value.content)["error"]["status"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("thread_id", ["<INV-1.7@invoice-collector>", "FMfcgzQfCMsvMmcQ"])
+def test_thread_id_gmail_cannot_parse_is_a_bad_request(gmail: Gmail, thread_id: str) -> None:
+    emulator, _, service = gmail
+    with pytest.raises(HttpError) as caught:
+        create(service, mime("Re: Invoice INV-1", in_reply_to="<a@b>"), thread_id)
+    assert caught.value.resp.status == 400
+    error = json.loads(caught.value.content)["error"]
+    assert (error["message"], error["status"]) == ("Invalid thread_id value", "INVALID_ARGUMENT")
+    assert emulator.drafts == []
 
 
 def test_missing_raw_is_a_bad_request(gmail: Gmail) -> None:

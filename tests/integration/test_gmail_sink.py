@@ -208,6 +208,23 @@ def test_follow_up_whose_thread_was_deleted_starts_a_new_thread(
     assert emulator.calls["drafts.create"] == 2  # 404 on the thread, then without it
 
 
+def test_follow_up_whose_thread_id_gmail_cannot_parse_starts_a_new_thread(
+    gmail: Served, make_sink: MakeSink
+) -> None:
+    # The ledger's earlier reminder came from the Maildir sink, whose thread id is the root's
+    # Message-ID: Gmail answers 400 "Invalid thread_id value", not 404.
+    emulator, base_url = gmail
+    maildir = ThreadRef(
+        "<INV-1.7@invoice-collector.example>", "<INV-1.7@invoice-collector.example>"
+    )
+
+    created = make_sink(base_url).create(outgoing(stage=14, thread=maildir))
+
+    assert created.thread_id == created.message_id
+    assert len(emulator.drafts) == 1
+    assert emulator.calls["drafts.create"] == 2  # 400 on the thread, then without it
+
+
 def test_bad_message_is_not_retried(gmail: Served, make_sink: MakeSink) -> None:
     emulator, base_url = gmail
     emulator.faults.push(Fault("error", status=400, reason="invalidArgument"))
