@@ -59,6 +59,15 @@ class _TransientSheetsError(SheetsError, Transient):
     """A SheetsError the retry policy tries again; the last one is what callers see."""
 
 
+class SheetRangeError(SheetsError, ValueError):
+    """GOOGLE_SHEETS_RANGE cannot be read as a table: a setting to fix, never worth a retry."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(
+            f"GOOGLE_SHEETS_RANGE {message}", retryable=False, status=status, code="bad_range"
+        )
+
+
 class SheetsAuthorizationError(AuthorizationError):
     """The Sheets credentials are missing, expired or revoked: stop the run, re-authorise."""
 
@@ -85,7 +94,7 @@ class SheetRange:
         if quoted:
             sheet, cells = quoted[1].replace("''", "'"), quoted[2] or ""
         elif text.startswith("'"):
-            raise ValueError(f"{text!r} is not an A1 range (unmatched quote)")
+            raise SheetRangeError(f"{text!r} is not an A1 range (unmatched quote)")
         elif "!" in text:
             sheet, cells = text.rsplit("!", 1)
         elif _CELLS.match(text) and (":" in text or any(ch.isdigit() for ch in text)):
@@ -94,12 +103,19 @@ class SheetRange:
             sheet, cells = text, ""
         if not cells:
             if not sheet:
-                raise ValueError(f"{text!r} names neither a sheet nor cells")
+                raise SheetRangeError(f"{text!r} names neither a sheet nor cells")
             return cls(sheet)
         match = _CELLS.match(cells)
         single = ":" not in cells  # a single cell needs both parts; a range an end
         if not match or not ((match[1] and match[2]) if single else (match[3] or match[4])):
-            raise ValueError(f"{text!r} is not an A1 range")
+            raise SheetRangeError(f"{text!r} is not an A1 range")
+        if single and sheet is None:
+            # Google reads an unquoted "Q1" as that cell of the first tab, even beside a tab
+            # called Q1: one cell, so no invoice would ever be read, silently.
+            raise SheetRangeError(
+                f"{text!r} is one cell of the first tab, not a table: to read the tab {text},"
+                f" quote it ('{text}')"
+            )
         c0, r0, c1, r1 = match.groups()
         if single:
             c1, r1 = c0, r0
@@ -232,16 +248,36 @@ class SheetsSource:
         )
 
     def _grid(self) -> list[list[object]]:
-        response = self._execute(
-            self._values.get(
-                spreadsheetId=self.spreadsheet_id,
-                range=self.range.a1(),
-                majorDimension="ROWS",
-                # Unformatted numbers and serial dates: no locale-dependent text to re-parse.
-                valueRenderOption="UNFORMATTED_VALUE",
-                dateTimeRenderOption="SERIAL_NUMBER",
-            )
+        request = self._values.get(
+            spreadsheetId=self.spreadsheet_id,
+            range=self.range.a1(),
+            majorDimension="ROWS",
+            # Unformatted numbers and serial dates: no locale-dependent text to re-parse.
+            valueRenderOption="UNFORMATTED_VALUE",
+            dateTimeRenderOption="SERIAL_NUMBER",
         )
+        try:
+            response = self._execute(request)
+        except SheetsError as exc:
+            if exc.status != 400:
+                raise
+            # All a values.get can get wrong is its range: a tab renamed or deleted ("Unable to
+            # parse range") or cells past the tab's edge ("exceeds grid limits"). One more read
+            # tells the tabs there are, so the bookkeeper sees what to set.
+            try:
+                book = self._execute(
+                    self._sheets.get(
+                        spreadsheetId=self.spreadsheet_id, fields="sheets.properties.title"
+                    )
+                )
+                tabs = ", ".join(repr(t["properties"]["title"]) for t in book.get("sheets", []))
+            except (SheetsError, AuthorizationError):
+                tabs = ""
+            raise SheetRangeError(
+                f"{self.range.a1()} does not fit the spreadsheet ({exc})"
+                + (f"; its tabs: {tabs}" if tabs else ""),
+                status=400,
+            ) from exc
         return cast(list[list[object]], response.get("values", []))
 
     def write_back(self, snapshot: SheetSnapshot, updates: Sequence[WriteBack]) -> int:

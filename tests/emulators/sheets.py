@@ -42,6 +42,7 @@ CellValue = str | int | float | bool
 
 _A1_RANGE = re.compile(r"^([A-Z]*)(\d*)(?::([A-Z]*)(\d*))?$")
 _PLAIN_TITLE = re.compile(r"^[A-Za-z0-9_.]+$")
+_A1_CELL = re.compile(r"^[A-Za-z]{1,3}\d+$")  # columns run to ZZZ
 _CELL_LIKE = re.compile(r"^([A-Za-z]{1,3}\d+|[Rr]\d+[Cc]\d+)$")  # titles that read as a cell
 _NUMBER_TEXT = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$|^[+-]?\.\d+$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
@@ -777,8 +778,10 @@ class SheetsEmulator:
         error = _bad_request(f"Unable to parse range: {text}")
         title, cells = _split_range(text)
         if title is None:
-            # No sheet name: Google uses the first sheet, unless the text is a sheet's name.
-            if cells in book.sheets:
+            # No sheet name: Google uses the first sheet, unless the text is a sheet's name that
+            # does not read as a cell: unquoted "Q1" is cell Q1 even beside a tab called Q1
+            # (gspread #636/#717, gspread-dataframe #54 "Range (query!CRM26) exceeds grid ...").
+            if cells in book.sheets and not _A1_CELL.match(cells):
                 title, cells = cells, ""
             elif not book.sheets:
                 raise error

@@ -188,6 +188,21 @@ def test_unknown_sheet_is_a_400_unable_to_parse_range(api: Any) -> None:
     assert error["message"] == "Unable to parse range: Missing!A1:Z"
 
 
+def test_an_unquoted_tab_name_that_reads_as_a_cell_is_that_cell_of_the_first_tab(
+    emulator: SheetsEmulator, api: Any
+) -> None:
+    # Google reads unquoted "Q1" as the cell Q1 of the first tab even when a tab is called Q1
+    # (gspread #636, #717, #747; gspread-dataframe #54); quoted, it is the tab.
+    emulator.add_sheet(BOOK, "Q1", [["on tab Q1"], ["row 2"]])
+    emulator.set_cell(BOOK, "Invoices!Q1", "cell Q1 of Invoices")
+
+    unquoted = get_values(api, "Q1")
+    quoted = get_values(api, "'Q1'")
+
+    assert (unquoted["range"], unquoted["values"]) == ("Invoices!Q1", [["cell Q1 of Invoices"]])
+    assert quoted["values"] == [["on tab Q1"], ["row 2"]]
+
+
 def test_unquoted_sheet_name_with_a_space_is_rejected(emulator: SheetsEmulator, api: Any) -> None:
     emulator.add_sheet(BOOK, "My Invoices", [["x"]])
 

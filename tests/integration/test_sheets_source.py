@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service import cli
 from service.adapters.http_retry import RetryPolicy
 from service.adapters.sheets import (
     SheetRange,
@@ -434,7 +435,69 @@ def test_unknown_sheet_is_a_clear_non_retryable_error(
 
     assert not caught.value.retryable
     assert "Unable to parse range" in str(caught.value)
-    assert emulator.round_trips == 1
+    assert emulator.count("values.get") == 1
+
+
+def test_a_renamed_tab_names_the_setting_to_fix_and_the_tabs_there_are(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    emulator.add_sheet(BOOK, "Invoices 2025", [HEADER, *invoice_rows(1)])
+    emulator.add_sheet(BOOK, "Log", [["when"]])
+
+    with pytest.raises(SheetsError) as caught:
+        make_source("Invoices!A1:Z").read()
+
+    message = str(caught.value)
+    assert "Unable to parse range: 'Invoices'!A1:Z" in message  # Google's own words, kept
+    assert "GOOGLE_SHEETS_RANGE" in message
+    assert "'Invoices 2025', 'Log'" in message
+    assert (caught.value.retryable, caught.value.status) == (False, 400)
+    assert emulator.count("values.get") == 1  # a 400 is not tried again
+
+
+def test_a_range_past_the_tabs_edge_names_the_setting_to_fix(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    emulator.add_sheet(BOOK, "Invoices", [HEADER, *invoice_rows(1)])
+
+    with pytest.raises(SheetsError) as caught:
+        make_source("Invoices!A1001:Z").read()
+
+    assert "exceeds grid limits" in str(caught.value)
+    assert "GOOGLE_SHEETS_RANGE" in str(caught.value)
+    assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Invoices!A", "is not an A1 range"),
+        # Google reads unquoted Q1 as one cell of the first tab, never the tab called Q1.
+        ("Q1", "quote it"),
+    ],
+)
+def test_a_range_setting_that_cannot_work_stops_the_command_with_a_config_exit(
+    text: str, said: str
+) -> None:
+    with pytest.raises(cli.CliExit) as caught, cli._stopped_as_exit("run"):
+        SheetRange.parse(text)
+
+    assert caught.value.exit_code == cli.EXIT_CONFIG
+    assert "GOOGLE_SHEETS_RANGE" in caught.value.message
+    assert said in caught.value.message
+
+
+def test_a_renamed_tab_stops_a_run_with_a_config_exit_naming_the_setting(
+    emulator: SheetsEmulator, make_source: Any
+) -> None:
+    emulator.add_sheet(BOOK, "Invoices 2025", [HEADER, *invoice_rows(1)])
+
+    with pytest.raises(cli.CliExit) as caught, cli._stopped_as_exit("run"):
+        make_source("Invoices!A1:Z").read()
+
+    assert caught.value.exit_code == cli.EXIT_CONFIG
+    assert "GOOGLE_SHEETS_RANGE" in caught.value.message
+    assert "'Invoices 2025'" in caught.value.message
 
 
 def test_rejected_token_is_an_authorization_error(
