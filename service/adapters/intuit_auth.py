@@ -54,6 +54,8 @@ class _Refused(Transient):
 
     def __init__(self, response: requests.Response) -> None:
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        if retry_after is None and response.status_code == 429:
+            retry_after = 60.0  # Intuit: on a 429, "wait 60 seconds before retrying"
         super().__init__(f"QuickBooks answered {response.status_code}", retry_after=retry_after)
         self.response = response
 

@@ -106,13 +106,16 @@ class QuickBooksSource:
         except ValueError:
             body = {}
         body = body if isinstance(body, Mapping) else {}
-        if response.status_code != 200 or "Fault" in body:
+        result = body.get("QueryResponse", {})
+        result = result if isinstance(result, Mapping) else {}
+        # A 200 may still hold a Fault, beside or inside QueryResponse: never read it as no rows.
+        faulted = body if "Fault" in body else result
+        if response.status_code != 200 or "Fault" in faulted:
             status = response.status_code
             code = "unavailable" if status >= 500 else "quickbooks_error"
             code = "rate_limited" if status == 429 else code
-            raise QuickBooksError(_fault_message(response, body), code=code)
-        result = body.get("QueryResponse", {})
-        return result if isinstance(result, Mapping) else {}
+            raise QuickBooksError(_fault_message(response, faulted), code=code)
+        return result
 
     def _get(self, query: str) -> requests.Response:
         params = {"query": query, "minorversion": MINOR_VERSION}

@@ -87,6 +87,17 @@ class FakeQbo:
         self.scripted: list[tuple[int, dict[str, str]]] = []  # (status, headers) served first
         self.rotate_to: str | None = None
         self.on_query: Callable[[], None] | None = None  # called as each query arrives
+        # STARTPOSITION -> a body served with 200: Intuit's error-codes page says a 200 "may
+        # contain a <Fault> element", and its data-queries page that on a query error "the
+        # <QueryResponse> element contains the <Fault> element".
+        self.faults_at: dict[int, dict[str, Any]] = {}
+        # Seconds the realm stays throttled from the first query, on the clock `elapsed` reads:
+        # Intuit's limits-and-throttles page says on a 429 "wait 60 seconds before retrying",
+        # and sends no Retry-After; the ThrottleExceeded body may be XML even when JSON was
+        # asked for (routablehq/python-quickbooks#43).
+        self.throttle_for = 0.0
+        self.elapsed: Callable[[], float] = lambda: 0.0
+        self._throttled_from: float | None = None
         mock.add_callback(responses.POST, TOKEN_URL, callback=self._token)
         mock.add_callback(responses.GET, QUERY_URL, callback=self._query)
 
@@ -113,6 +124,16 @@ class FakeQbo:
         if self.scripted:
             status, headers = self.scripted.pop(0)
             return status, headers, json.dumps({"Fault": {"Error": [{"Message": "scripted"}]}})
+        if self.throttle_for:
+            if self._throttled_from is None:
+                self._throttled_from = self.elapsed()
+            if self.elapsed() < self._throttled_from + self.throttle_for:
+                throttled = (
+                    '<IntuitResponse><Fault type="SERVICE"><Error code="3001"><Message>'
+                    "message=ThrottleExceeded; errorCode=003001; statusCode=429</Message>"
+                    "</Error></Fault></IntuitResponse>"
+                )
+                return 429, {"Content-Type": "application/xml"}, throttled
         auth = request.headers.get("Authorization", "")
         if auth.removeprefix("Bearer ") not in self.valid_tokens:
             fault = {"Error": [{"Message": "AuthenticationFailed", "code": "100"}]}
@@ -122,10 +143,14 @@ class FakeQbo:
         match = re.search(r"STARTPOSITION (\d+) MAXRESULTS (\d+)", query)
         assert match and query.startswith("select * from Invoice where Balance > '0'")
         start, size = int(match[1]), int(match[2])
+        if start in self.faults_at:
+            return 200, {"intuit_tid": "1-abc"}, json.dumps(self.faults_at[start])
         page = self.invoices[start - 1 : start - 1 + size]
-        result: dict[str, Any] = {"startPosition": start, "maxResults": len(page)}
+        # Past the last row Intuit answers an empty QueryResponse: no Invoice key, no
+        # startPosition/maxResults, never a totalCount (simonv3/quickbooks-python#4).
+        result: dict[str, Any] = {}
         if page:
-            result["Invoice"] = page
+            result = {"Invoice": page, "startPosition": start, "maxResults": len(page)}
         body = {"QueryResponse": result, "time": "2026-11-24T01:30:00.000-08:00"}
         return 200, {"intuit_tid": "1-abc"}, json.dumps(body)
 
@@ -181,7 +206,7 @@ def make_source(
         api_base=API,
         session=session,
         page_size=100,
-        policy=RetryPolicy(max_attempts=4, base_delay_s=0.5, max_delay_s=30),
+        policy=RetryPolicy(max_attempts=4, max_total_s=300, base_delay_s=0.5, max_delay_s=30),
         sleep=sleep,
     )
 
@@ -339,8 +364,46 @@ def test_persistent_rate_limiting_gives_up_after_bounded_attempts(
     with pytest.raises(QuickBooksError) as exc:
         make_source(ledger, tmp_path, sleeps).read()
     assert exc.value.code == "rate_limited"
-    assert len(sleeps) == 3  # four attempts
-    assert all(0 <= s <= 30 for s in sleeps)
+    assert sleeps == [60.0] * 3  # four attempts, each the minute Intuit asks for on a 429
+
+
+def test_a_throttled_realm_is_retried_after_the_minute_intuit_asks_for(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path
+) -> None:
+    sleeps = Sleeps()
+    qbo.elapsed = lambda: sum(sleeps)
+    qbo.throttle_for = 60.0
+
+    assert len(make_source(ledger, tmp_path, sleeps).read().rows) == 250
+    assert sleeps == [60.0]  # one wait, not quick retries refused for the rest of the minute
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["beside", "inside_QueryResponse"])
+def test_a_fault_in_a_200_answer_stops_the_read_instead_of_ending_the_list(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path, nested: bool
+) -> None:
+    fault = {
+        "Error": [{"Message": "A business validation error", "Detail": "boom", "code": "6000"}],
+        "type": "ValidationFault",
+    }
+    qbo.faults_at[101] = {"QueryResponse": {"Fault": fault}} if nested else {"Fault": fault}
+
+    with pytest.raises(QuickBooksError, match="boom") as exc:
+        make_source(ledger, tmp_path).read()
+    assert exc.value.code == "quickbooks_error"
+    assert "intuit_tid 1-abc" in str(exc.value)
+
+
+@pytest.mark.parametrize("count", [0, 99, 100, 200])
+def test_paging_ends_on_a_short_or_empty_page_without_skipping(
+    qbo: FakeQbo, ledger: SqlLedger, tmp_path: Path, count: int
+) -> None:
+    del qbo.invoices[count:]
+
+    rows = make_source(ledger, tmp_path).read().rows
+
+    assert [r.values["invoice_id"] for r in rows] == [f"{1001 + i}" for i in range(count)]
+    assert len(qbo.queries) == count // 100 + 1  # an exact multiple costs one empty page
 
 
 def test_a_rotated_refresh_token_is_used_after_a_restart(
