@@ -265,12 +265,7 @@ class SheetsSource:
             # parse range") or cells past the tab's edge ("exceeds grid limits"). One more read
             # tells the tabs there are, so the bookkeeper sees what to set.
             try:
-                book = self._execute(
-                    self._sheets.get(
-                        spreadsheetId=self.spreadsheet_id, fields="sheets.properties.title"
-                    )
-                )
-                tabs = ", ".join(repr(t["properties"]["title"]) for t in book.get("sheets", []))
+                tabs = ", ".join(repr(tab["title"]) for tab in self._tabs())
             except (SheetsError, AuthorizationError):
                 tabs = ""
             raise SheetRangeError(
@@ -365,15 +360,19 @@ class SheetsSource:
             )
         return written
 
-    def _widen(self, columns: int) -> None:
-        """Give the range's tab at least ``columns`` columns (``appendDimension``)."""
+    def _tabs(self) -> list[dict[str, Any]]:
+        """Each tab's properties: its id, title and width (one ``spreadsheets.get``)."""
         book = self._execute(
             self._sheets.get(
                 spreadsheetId=self.spreadsheet_id,
                 fields="sheets.properties(sheetId,title,gridProperties.columnCount)",
             )
         )
-        tabs = [tab["properties"] for tab in book.get("sheets", [])]
+        return [tab["properties"] for tab in book.get("sheets", [])]
+
+    def _widen(self, columns: int) -> None:
+        """Give the range's tab at least ``columns`` columns (``appendDimension``)."""
+        tabs = self._tabs()
         tab = next((t for t in tabs if self.range.sheet in (None, t["title"])), None)
         if tab is None:
             raise SheetsError(f"no tab {self.range.sheet!r}", retryable=False, code="not_found")
